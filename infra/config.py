@@ -1,0 +1,322 @@
+"""Typed stack configuration: read once, validated before any resource exists.
+
+Each top-level field of `StackConfig` is one project-namespaced key in `stacks/Pulumi.<stack>.yaml`
+(`rag-platform:<field>`). `load_stack_config` turns the raw CLI config (strings, JSON for objects)
+into the model; any problem becomes a `ConfigError` naming the stack file, the key and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+import pulumi
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+PROJECT = "rag-platform"
+STACK_CONFIG_DIR = "stacks"
+# Any stack name a user adds works; behaviour comes from config values, never from the name.
+Environment = Annotated[str, Field(pattern=r"^[a-z]([-a-z0-9]{0,18}[a-z0-9])?$")]
+
+
+class ConfigError(pulumi.RunError):
+    """A stack file is wrong. The message names the file, the key and the fix (RunError: no traceback)."""
+
+
+def stack_file(stack: str) -> str:
+    return f"{STACK_CONFIG_DIR}/Pulumi.{stack}.yaml"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class KubernetesConfig(_Model):
+    context: str | None = Field(None, description="kubeconfig context this stack deploys to (null: current context)")
+    kubeconfig: str | None = Field(None, description="kubeconfig path or content (null: $KUBECONFIG / ~/.kube/config)")
+    strict: bool = Field(False, description="mirrors the provider key `kubernetes:strictMode`; set that key, not this one")
+    enableServerSideApply: bool = Field(True, description="keep true: server-side apply resolves field ownership")
+    renderYamlToDirectory: str | None = Field(
+        None, description="render manifests to this directory instead of applying (local stack; no cluster needed)")
+
+    @model_validator(mode="after")
+    def _strict_needs_context(self) -> KubernetesConfig:
+        if self.strict and not (self.context and self.kubeconfig):
+            raise ValueError("kubernetes:strictMode needs explicit `context` and `kubeconfig` "
+                             "(strict mode refuses the ambient kubeconfig)")
+        return self
+
+
+class ImageConfig(_Model):
+    repository: str = Field(description="agent image repository, e.g. ghcr.io/acme/rag-agent")
+    tag: str = Field(description="agent image tag; the Tekton deploy task updates it after each release")
+    pullPolicy: Literal["IfNotPresent", "Always", "Never"] = "IfNotPresent"
+
+    @property
+    def ref(self) -> str:
+        return f"{self.repository}:{self.tag}"
+
+
+class Resources(_Model):
+    cpuRequest: str = "250m"
+    memoryRequest: str = "1Gi"
+    cpuLimit: str = "1"
+    memoryLimit: str = "2Gi"
+
+
+class AgentConfig(_Model):
+    minReplicas: int = Field(2, ge=1, description="HPA minimum (and the Rollout's starting replica count)")
+    maxReplicas: int = Field(4, ge=1, description="HPA maximum; must be >= minReplicas")
+    targetCpuUtilization: int = Field(70, ge=10, le=100)
+    resources: Resources = Resources()
+    rateLimitPerMinute: int = Field(120, ge=1)
+    logLevel: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    toolsAllowed: list[str] = Field(default_factory=lambda: ["retrieve", "calculator"])
+    apiKeyCount: int = Field(2, ge=1, le=10, description="how many API keys to generate (rotate one at a time)")
+    milvusCollection: str = "rag_documents"
+    host: str | None = Field(None, description="public host name of the agent (Ingress); null: cluster-internal only")
+    ingressClass: str = "nginx"
+    ingressControllerNamespace: str = Field("ingress-nginx", description="namespace of the ingress controller pods")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AgentConfig:
+        if self.maxReplicas < self.minReplicas:
+            raise ValueError(f"maxReplicas ({self.maxReplicas}) must be >= minReplicas ({self.minReplicas})")
+        return self
+
+
+class RedisConfig(_Model):
+    mode: Literal["standalone", "sentinel"] = Field(
+        "standalone", description="'sentinel' runs replicas plus Redis Sentinel for automatic failover (HA)")
+    replicas: int = Field(1, ge=1, description="Redis data pods (1 primary + replicas-1 replicas)")
+    storageSize: str = Field("1Gi", description="PVC size for the AOF and RDB files")
+    storageClass: str | None = None
+    maxMemory: str = Field("256mb", description="redis maxmemory")
+    memoryLimit: str = "512Mi"
+
+    @model_validator(mode="after")
+    def _ha(self) -> RedisConfig:
+        if self.mode == "sentinel" and self.replicas < 3:
+            raise ValueError("sentinel mode needs replicas >= 3 (a Sentinel quorum of 2 must survive one pod)")
+        if self.mode == "standalone" and self.replicas != 1:
+            raise ValueError("standalone mode runs exactly 1 replica; use mode: sentinel for replication")
+        return self
+
+
+class MilvusConfig(_Model):
+    mode: Literal["standalone", "cluster"] = Field("standalone", description="'cluster' for prod scale and HA")
+    storageSize: str = "10Gi"
+    queryNodeReplicas: int = Field(1, ge=1, description="cluster mode only")
+    proxyReplicas: int = Field(1, ge=1, description="cluster mode only")
+
+
+class CanaryConfig(_Model):
+    trafficRouter: Literal["none", "nginx"] = Field(
+        "none", description="'nginx' routes exact canary weights through the ingress; 'none' scales replicas")
+    approximateWeights: bool = Field(
+        False, description="acknowledge that without a traffic router a 5% step is only approximate")
+    pauseSeconds: list[int] = Field(default_factory=lambda: [300, 600], description="pause after the 5% and 20% steps")
+    p95ThresholdSeconds: float = Field(0.8, gt=0, description="analysis fails when p95 latency exceeds this")
+    maxErrorRate: float = Field(0.01, gt=0, lt=1, description="analysis fails when the 5xx ratio exceeds this")
+    prometheusAddress: str = "http://prometheus-operated.monitoring.svc.cluster.local:9090"
+    analysisIntervalSeconds: int = Field(60, ge=10)
+    failureLimit: int = Field(1, ge=0)
+
+    @model_validator(mode="after")
+    def _pauses(self) -> CanaryConfig:
+        if len(self.pauseSeconds) != 2:
+            raise ValueError("pauseSeconds needs exactly two values: after the 5% step and after the 20% step")
+        return self
+
+
+class CicdConfig(_Model):
+    enabled: bool = True
+    gitUrl: str = Field(description="https URL of the repository the pipeline clones")
+    gitRevision: str = "main"
+    pushRepository: str | None = Field(None, description="where kaniko pushes images (default: image.repository)")
+    runTests: bool = True
+
+
+class GpuPool(_Model):
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    instanceTypes: list[str] = Field(min_length=1)
+    capacityTypes: list[Literal["on-demand", "spot"]] = Field(default_factory=lambda: ["on-demand"])
+    gpuLimit: int = Field(ge=1, description="max GPUs Karpenter may provision in this pool")
+    amiAlias: str = "al2023@latest"
+
+
+class KarpenterConfig(_Model):
+    clusterName: str = Field(description="EKS cluster name (Karpenter discovery tag and settings.clusterName)")
+    nodeRole: str = Field(description="IAM role name for the nodes Karpenter launches")
+    controllerRoleArn: str = Field(description="IRSA role ARN for the Karpenter controller")
+
+
+class ModelServerConfig(_Model):
+    model: str = Field("Qwen/Qwen2.5-7B-Instruct", description="model id vLLM serves (pre-pulled or from a mirror)")
+    replicas: int = Field(1, ge=1)
+    gpusPerReplica: int = Field(1, ge=1)
+    maxModelLen: int = 8192
+
+
+class GpuConfig(_Model):
+    pools: list[GpuPool] = Field(default_factory=list, description="Karpenter GPU node pools; empty: no GPUs")
+    karpenter: KarpenterConfig | None = None
+    modelServer: ModelServerConfig = ModelServerConfig()
+
+    @model_validator(mode="after")
+    def _karpenter_needed(self) -> GpuConfig:
+        if self.pools and self.karpenter is None:
+            raise ValueError("GPU pools need the `karpenter` block (clusterName, nodeRole, controllerRoleArn)")
+        names = [p.name for p in self.pools]
+        if len(set(names)) != len(names):
+            raise ValueError(f"GPU pool names must be unique, got {names}")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.pools)
+
+
+class ExternalGeneratorConfig(_Model):
+    """An OpenAI-compatible API outside the cluster, for stacks without a GPU pool."""
+
+    baseUrl: str = Field(pattern=r"^https://", description="https URL ending in /v1, e.g. https://api.openai.com/v1")
+    model: str = Field(min_length=1, description="model name the endpoint serves")
+    egressCidr: str = Field("0.0.0.0/0", description="CIDR the agent may reach on 443 for it (narrow it if you can)")
+
+
+class StackConfig(_Model):
+    """Everything one environment needs, validated before any resource is declared."""
+
+    environment: Environment = Field(description="must equal the stack name; a DNS label of at most 20 characters")
+    highAvailability: bool = Field(
+        False, description="run platform controllers (Argo Rollouts, Karpenter) with 2 replicas")
+    kubernetes: KubernetesConfig = KubernetesConfig()
+    image: ImageConfig
+    agent: AgentConfig = AgentConfig()
+    redis: RedisConfig = RedisConfig()
+    milvus: MilvusConfig = MilvusConfig()
+    canary: CanaryConfig = CanaryConfig()
+    cicd: CicdConfig
+    gpu: GpuConfig = GpuConfig()
+    generator: ExternalGeneratorConfig | None = Field(
+        None, description="external OpenAI-compatible generator (needs llmApiKey); null: extractive or the GPU model server")
+    # External secrets (`pulumi config set --secret`); optional: a default exists for each.
+    llmApiKey: SecretStr | None = Field(None, description="API key for the external `generator`; unused with the in-cluster model server")
+    registryDockerConfig: SecretStr | None = Field(
+        None, description="docker config.json for kaniko pushes; unset: rely on node/IRSA credentials")
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> StackConfig:
+        c = self.canary
+        if c.trafficRouter == "none" and self.agent.minReplicas < 20 and not c.approximateWeights:
+            raise ValueError(
+                "canary: without a traffic router a 5% step needs >= 20 replicas to be exact "
+                f"(agent.minReplicas is {self.agent.minReplicas}); set canary.trafficRouter: nginx, "
+                "raise agent.minReplicas to 20, or set canary.approximateWeights: true to accept approximate steps")
+        if c.trafficRouter == "nginx" and not self.agent.host:
+            raise ValueError("canary.trafficRouter nginx routes through an Ingress: set agent.host")
+        if self.generator is not None and self.gpu.enabled:
+            raise ValueError("generator: the GPU pools already run an in-cluster model server; "
+                             "remove `generator` or the GPU `pools`")
+        if self.generator is not None and self.llmApiKey is None:
+            raise ValueError("generator: an external endpoint needs its key; "
+                             "run `pulumi config set --secret llmApiKey <key>`")
+        if self.kubernetes.renderYamlToDirectory and self.gpu.enabled:
+            raise ValueError("renderYamlToDirectory is for laptop stacks; GPU pools need a real cluster")
+        return self
+
+    @property
+    def push_repository(self) -> str:
+        return self.cicd.pushRepository or self.image.repository
+
+
+def _field_help(model: type[BaseModel], loc: tuple[Any, ...]) -> str | None:
+    """Walk the model along a pydantic error location and return that field's description."""
+    current: Any = model
+    desc = None
+    for part in loc:
+        if isinstance(part, int) or not (isinstance(current, type) and issubclass(current, BaseModel)):
+            continue
+        field = current.model_fields.get(str(part))
+        if field is None:
+            return None
+        desc = field.description
+        ann = field.annotation
+        args = getattr(ann, "__args__", ())
+        current = next((a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+    return desc
+
+
+def _format_errors(stack: str, exc: ValidationError) -> str:
+    lines = [f"{stack_file(stack)}: invalid stack configuration ({exc.error_count()} problem(s))"]
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        if not loc:
+            key = f"{PROJECT}:<root>"
+        else:
+            key = f"{PROJECT}:{loc[0]}" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc[1:])
+        msg = err["msg"].removeprefix("Value error, ")
+        hint = _field_help(StackConfig, loc) if loc else None
+        if err["type"] == "missing":
+            fix = f"add `{key}` to {stack_file(stack)}" + (f" ({hint})" if hint else "")
+        elif err["type"] == "extra_forbidden":
+            fix = f"remove or rename `{key}` (unknown key; see docs/platform.md for the allowed keys)"
+        else:
+            fix = f"set `{key}` to a valid value" + (f": {hint}" if hint else "")
+        lines.append(f"  - {key}: {msg}\n    fix: {fix}")
+    return "\n".join(lines)
+
+
+def parse_stack_config(stack: str, raw: Mapping[str, str], secret_keys: set[str] | frozenset[str] = frozenset()) -> StackConfig:
+    """Build the model from CLI-shaped config: `{"rag-platform:key": "string or JSON"}`.
+
+    Keys of other namespaces (e.g. `kubernetes:`) are left to their providers.
+    """
+    values: dict[str, Any] = {}
+    for full_key, value in raw.items():
+        namespace, _, key = full_key.partition(":")
+        if namespace != PROJECT:
+            continue
+        try:
+            parsed = json.loads(value) if isinstance(value, str) else value
+        except json.JSONDecodeError:
+            parsed = value
+        # Plain strings stay strings (a secret like "123" must not become an int).
+        if isinstance(value, str) and not isinstance(parsed, (dict, list)) and full_key in secret_keys:
+            parsed = value
+        values[key] = parsed
+    kube = values.get("kubernetes")
+    if isinstance(kube, dict):
+        if "strict" in kube:
+            raise ConfigError(f"{stack_file(stack)}: {PROJECT}:kubernetes.strict is derived\n"
+                              f"    fix: remove it and set the provider key `kubernetes:strictMode: \"true\"` instead")
+        values["kubernetes"] = kube | {"strict": str(raw.get("kubernetes:strictMode", "false")).lower() == "true"}
+    elif kube is None and str(raw.get("kubernetes:strictMode", "false")).lower() == "true":
+        values["kubernetes"] = {"strict": True}
+    try:
+        cfg = StackConfig.model_validate(values)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(stack, exc)) from None
+    if cfg.environment != stack:
+        raise ConfigError(
+            f"{stack_file(stack)}: {PROJECT}:environment is '{cfg.environment}' but the stack is '{stack}'\n"
+            f"    fix: set `{PROJECT}:environment: {stack}` (one stack per environment)")
+    for secret_field in ("llmApiKey", "registryDockerConfig"):
+        full = f"{PROJECT}:{secret_field}"
+        if full in raw and full not in secret_keys:
+            raise ConfigError(
+                f"{stack_file(stack)}: `{full}` is stored in plaintext\n"
+                f"    fix: pulumi config rm {secret_field} -s {stack} && "
+                f"pulumi config set --secret {secret_field} <value> -s {stack}")
+    return cfg
+
+
+def load_stack_config() -> StackConfig:
+    """Read the running program's config (as the CLI passed it) into a `StackConfig`."""
+    from pulumi.runtime import config as runtime_config
+
+    raw = dict(runtime_config.CONFIG.get())
+    secret_keys = {k for k in raw if runtime_config.is_config_secret(k)}
+    return parse_stack_config(pulumi.get_stack(), raw, secret_keys)

@@ -1,0 +1,94 @@
+"""Service accounts: every workload names its own, `default` is never used, tokens mount only on request."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from .k8s import RBAC, TRIGGERS, as_list, as_map, dig, is_kind, pod_templates, tekton_runs
+from .model import Policy
+
+
+def _pod_service_account(pod: Mapping[str, Any]) -> str | None:
+    sa = pod.get("serviceAccountName") or pod.get("serviceAccount")  # serviceAccount: deprecated alias
+    return sa if isinstance(sa, str) and sa else None
+
+
+def explicit_service_account(token: str, props: Mapping[str, Any]) -> Iterator[str]:
+    for pod in pod_templates(token, props):
+        if not pod.tekton and _pod_service_account(pod.pod) is None:
+            yield (f"{pod.path}.serviceAccountName is not set, so the pod runs as the namespace's 'default' "
+                   f"ServiceAccount; create a ServiceAccount for this workload and set serviceAccountName.")
+    if is_kind(token, TRIGGERS, "EventListener"):
+        sa = dig(props, "spec", "serviceAccountName")
+        if not (isinstance(sa, str) and sa):
+            yield ("spec.serviceAccountName is not set; give the EventListener its own ServiceAccount bound "
+                   "to the Tekton Triggers EventListener roles.")
+
+
+def default_service_account(token: str, props: Mapping[str, Any]) -> Iterator[str]:
+    for pod in pod_templates(token, props):
+        if not pod.tekton and _pod_service_account(pod.pod) == "default":
+            yield (f"{pod.path}.serviceAccountName is 'default'; create a dedicated ServiceAccount for this "
+                   f"workload and bind only the rights it needs to that.")
+    if is_kind(token, TRIGGERS, "EventListener") and dig(props, "spec", "serviceAccountName") == "default":
+        yield "spec.serviceAccountName is 'default'; give the EventListener its own ServiceAccount."
+    if is_kind(token, RBAC, "RoleBinding", "ClusterRoleBinding"):
+        for i, subject in enumerate(as_list(props.get("subjects"))):
+            subject = as_map(subject)
+            if subject.get("kind") == "ServiceAccount" and subject.get("name") == "default":
+                yield (f"subjects[{i}] is the 'default' ServiceAccount (every pod without its own account "
+                       f"would get these rights); bind a dedicated ServiceAccount instead.")
+    if is_kind(token, "core", "ServiceAccount") and dig(props, "metadata", "name") == "default":
+        if props.get("automountServiceAccountToken") is not False:
+            yield ("the 'default' ServiceAccount mounts a token into every pod that uses it; set "
+                   "automountServiceAccountToken: false.")
+
+
+def token_automount(token: str, props: Mapping[str, Any]) -> Iterator[str]:
+    for pod in pod_templates(token, props):
+        if pod.tekton:
+            continue  # Tekton builds these pods; their tokens are governed by the run's ServiceAccount
+        value = pod.pod.get("automountServiceAccountToken")
+        if not isinstance(value, bool):
+            yield (f"{pod.path}.automountServiceAccountToken is not set, so the ServiceAccount token is "
+                   f"mounted by default; set it to false, or to true only if the pod calls the Kubernetes API.")
+
+
+def legacy_token_secrets(token: str, props: Mapping[str, Any]) -> Iterator[str]:
+    if is_kind(token, "core", "Secret") and props.get("type") == "kubernetes.io/service-account-token":
+        yield ("Secret of type kubernetes.io/service-account-token holds a non-expiring token; delete it and "
+               "let pods use projected, short-lived tokens (or `kubectl create token` for tools).")
+
+
+def tekton_run_service_account(token: str, props: Mapping[str, Any]) -> Iterator[str]:
+    for run in tekton_runs(token, props):
+        if not run.service_account and run.required:
+            yield (f"{run.path} is not set, so the {run.kind} runs as the 'default' ServiceAccount; create a "
+                   f"ServiceAccount for the pipeline and set {run.path}.")
+        elif run.service_account == "default":
+            yield (f"{run.path} is 'default'; create a dedicated ServiceAccount for the pipeline and set it.")
+
+
+POLICIES = (
+    Policy("require-explicit-service-account",
+           "Workloads (and EventListeners) must name their ServiceAccount explicitly.",
+           "high", "Create a ServiceAccount per workload and set serviceAccountName.",
+           resource_check=explicit_service_account, tags=("service-accounts",)),
+    Policy("restrict-default-service-account",
+           "The 'default' ServiceAccount is never used by a workload, never a binding subject, never mounts a token.",
+           "high", "Use a dedicated ServiceAccount; set automountServiceAccountToken: false on 'default'.",
+           resource_check=default_service_account, tags=("service-accounts",)),
+    Policy("restrict-token-automount",
+           "Pods must say whether they mount a ServiceAccount token (automountServiceAccountToken set explicitly).",
+           "high", "Set automountServiceAccountToken: false, or true only where the pod calls the API.",
+           resource_check=token_automount, tags=("service-accounts",)),
+    Policy("restrict-legacy-token-secrets",
+           "No Secrets of type kubernetes.io/service-account-token (long-lived tokens).",
+           "medium", "Delete the Secret; use projected tokens or `kubectl create token`.",
+           resource_check=legacy_token_secrets, tags=("service-accounts", "secrets")),
+    Policy("require-tekton-run-service-account",
+           "Tekton PipelineRuns/TaskRuns (also inside TriggerTemplates) must name a dedicated ServiceAccount.",
+           "high", "Set spec.taskRunTemplate.serviceAccountName (tekton.dev/v1) to a pipeline ServiceAccount.",
+           resource_check=tekton_run_service_account, tags=("service-accounts", "tekton")),
+)

@@ -1,0 +1,108 @@
+"""Each component on its own under the Pulumi mock engine (no CLI, no cluster)."""
+
+from __future__ import annotations
+
+import pulumi
+import pytest
+
+from infra.components.agent import Agent, GeneratorEndpoint
+from infra.components.cicd import AgentPipeline, Tekton
+from infra.components.gpu import GpuPlatform
+from infra.components.milvus import Milvus
+from infra.components.namespaces import PlatformNamespaces
+from infra.components.redis import Redis
+from infra.components.rollouts import ArgoRollouts
+from infra.components.secrets import PlatformSecrets, SecretNames
+from infra.config import parse_stack_config
+from infra.kube import Namespaces
+from infra.preview import load_stack_file
+
+from .conftest import REPO
+
+
+class Mocks(pulumi.runtime.Mocks):
+    def __init__(self) -> None:
+        self.created: list[tuple[str, str]] = []
+
+    def new_resource(self, args):
+        self.created.append((args.typ, args.name))
+        outputs = dict(args.inputs)
+        if args.typ.startswith("random:"):
+            outputs["result"] = f"fake-{args.name}"
+        return f"{args.name}-id", outputs
+
+    def call(self, args):
+        return {}, None
+
+
+MOCKS = Mocks()
+pulumi.runtime.set_mocks(MOCKS, project="rag-platform", stack="prod", preview=False)
+
+
+def cfg(stack: str):
+    raw, secrets = load_stack_file(REPO / "stacks" / f"Pulumi.{stack}.yaml")
+    return parse_stack_config(stack, raw, secrets)
+
+
+@pulumi.runtime.test
+def test_namespaces_and_secrets():
+    c, ns = cfg("prod"), Namespaces.for_env("prod")
+    namespaces = PlatformNamespaces("t-namespaces", c, ns)
+    assert set(namespaces.namespaces) == {"rag-prod", "rag-prod-data", "rag-prod-milvus", "rag-prod-ci", "rag-prod-gpu"}
+    secrets = PlatformSecrets("t-secrets", c, ns, namespaces.namespaces)
+    assert set(secrets.secrets) == {"redis", "agent", "webhook", "registry", "model_server"}
+    assert len(secrets.api_keys) == c.agent.apiKeyCount
+
+    def check(args):
+        is_secret, value = args
+        assert is_secret and value.startswith("fake-")
+
+    # The mock engine does not apply `additionalSecretOutputs`: this proves our own marking.
+    return pulumi.Output.all(pulumi.Output.is_secret(secrets.redis_password_value),
+                             secrets.redis_password_value).apply(check)
+
+
+@pulumi.runtime.test
+def test_redis_component_sentinel_in_prod():
+    r = Redis("t-redis", cfg("prod"), Namespaces.for_env("prod"), "redis-auth")
+    kinds = sorted(o.kind for o in r.objects)
+    assert kinds.count("StatefulSet") == 2 and "NetworkPolicy" in kinds
+    assert r.endpoints.sentinel_hosts and r.endpoints.master_name == "mymaster"
+
+
+@pulumi.runtime.test
+def test_cluster_services_and_agent():
+    c, ns = cfg("staging"), Namespaces.for_env("staging")
+    milvus = Milvus("t-milvus", c, ns)
+    assert milvus.mode == "standalone" and milvus.uri.endswith(":19530")
+    rollouts = ArgoRollouts("t-rollouts", c, ns)
+    gpu = GpuPlatform("t-gpu", c, ns, "model-server-auth")
+    assert gpu.pools == ["inference"] and gpu.karpenter is not None and gpu.device_plugin is not None
+    agent = Agent("t-agent", c, ns, secrets=SecretNames(), redis=Redis("t-redis2", c, ns, "redis-auth").endpoints,
+                  milvus_uri=milvus.uri, generator=gpu.generator, rollouts=rollouts)
+    assert agent.rollout.kind == "Rollout"
+    tekton = Tekton("t-tekton", c)
+    pipeline = AgentPipeline("t-pipeline", c, ns, tekton=tekton, secrets=SecretNames(), has_registry_secret=False)
+    assert [t.manifest["metadata"]["name"] for t in pipeline.tasks] == [
+        "fetch-source", "unit-tests", "evaluation-gate", "build-push", "deploy-rollout"]
+    return agent.rollout.urn.apply(lambda urn: _assert_in_component(urn, "rag-platform:agent:Agent"))
+
+
+def _assert_in_component(urn: str, component_type: str) -> None:
+    assert component_type in urn  # children are parented to their component
+
+
+@pulumi.runtime.test
+def test_gpu_component_is_empty_without_pools():
+    gpu = GpuPlatform("t-gpu-dev", cfg("dev"), Namespaces.for_env("dev"), "model-server-auth")
+    assert gpu.generator is None and gpu.objects == [] and gpu.karpenter is None
+
+
+def test_component_type_tokens():
+    tokens = {t for t, _ in MOCKS.created if t.startswith("rag-platform:")}
+    assert tokens <= {"rag-platform:namespaces:PlatformNamespaces", "rag-platform:secrets:PlatformSecrets",
+                      "rag-platform:redis:Redis", "rag-platform:milvus:Milvus", "rag-platform:rollouts:ArgoRollouts",
+                      "rag-platform:gpu:GpuPlatform", "rag-platform:agent:Agent", "rag-platform:cicd:Tekton",
+                      "rag-platform:cicd:AgentPipeline"}
+    if not tokens:
+        pytest.fail("component tests did not run first")
