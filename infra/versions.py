@@ -7,19 +7,18 @@ Release manifests are fetched by URL at `pulumi up` time (the preview never down
 from __future__ import annotations
 
 # Tekton: plain release manifests (the upstream-supported install path).
-# v1.0.0 is an LTS release; tekton.dev/v1 is its storage version. ClusterTask is gone upstream.
-TEKTON_PIPELINES = "v1.0.0"
-TEKTON_PIPELINES_URL = (
-    f"https://storage.googleapis.com/tekton-releases/pipeline/previous/{TEKTON_PIPELINES}/release.yaml"
-)
-TEKTON_TRIGGERS = "v0.31.0"
-TEKTON_TRIGGERS_URL = (
-    f"https://storage.googleapis.com/tekton-releases/triggers/previous/{TEKTON_TRIGGERS}/release.yaml"
-)
+# v1.15.x is the newest Pipelines LTS (v1.0 LTS reached end of life in 2026); tekton.dev/v1 is
+# its storage version. Triggers v0.37.x is the release the Tekton operator pairs with Pipelines
+# v1.15 (tektoncd/operator components.yaml), and >= v0.32 is needed for the EventListener's
+# pod/container securityContext (tektoncd/triggers#1832; older webhooks reject it).
+# Releases are served from infra.tekton.dev since Tekton left the GCS bucket (tektoncd/pipeline#9566).
+TEKTON_RELEASES = "https://infra.tekton.dev/tekton-releases"
+TEKTON_PIPELINES = "v1.15.4"
+TEKTON_PIPELINES_URL = f"{TEKTON_RELEASES}/pipeline/previous/{TEKTON_PIPELINES}/release.yaml"
+TEKTON_TRIGGERS = "v0.37.3"
+TEKTON_TRIGGERS_URL = f"{TEKTON_RELEASES}/triggers/previous/{TEKTON_TRIGGERS}/release.yaml"
 # Core interceptors (the `github` ClusterInterceptor lives here, not in release.yaml).
-TEKTON_INTERCEPTORS_URL = (
-    f"https://storage.googleapis.com/tekton-releases/triggers/previous/{TEKTON_TRIGGERS}/interceptors.yaml"
-)
+TEKTON_INTERCEPTORS_URL = f"{TEKTON_RELEASES}/triggers/previous/{TEKTON_TRIGGERS}/interceptors.yaml"
 
 # Argo Rollouts (chart 2.40.x ships controller v1.8.x).
 ARGO_ROLLOUTS_CHART = "argo-rollouts"
@@ -33,6 +32,8 @@ MILVUS_CHART_VERSION = "4.2.56"
 MILVUS_IMAGE_TAG = "v2.5.14"
 
 # Karpenter (installs the karpenter.sh/v1 and karpenter.k8s.aws/v1 CRDs with its chart).
+# 1.6 supports Kubernetes <= 1.33 and is no longer the maintained minor (upstream is at 1.15):
+# move to a current minor together with the cluster version.
 KARPENTER_CHART = "oci://public.ecr.aws/karpenter/karpenter"
 KARPENTER_CHART_VERSION = "1.6.0"
 
@@ -42,10 +43,12 @@ NVIDIA_DEVICE_PLUGIN_REPO = "https://nvidia.github.io/k8s-device-plugin"
 NVIDIA_DEVICE_PLUGIN_CHART_VERSION = "0.17.1"
 
 # Images we run ourselves.
-REDIS_IMAGE = "docker.io/library/redis:7.4.2-bookworm"
+# 7.4.10 carries the 2025/2026 Lua and client-eviction RCE fixes (CVE-2025-49844, CVE-2026-23479).
+REDIS_IMAGE = "docker.io/library/redis:7.4.10-bookworm"
+# v0.9.2 exists but is far behind upstream (v0.26.x); bumping needs a GPU smoke test of the server flags.
 VLLM_IMAGE = "docker.io/vllm/vllm-openai:v0.9.2"
 # kaniko's upstream repo is archived; v1.23.2 is its last release. Swap for a maintained fork here.
 KANIKO_IMAGE = "gcr.io/kaniko-project/executor:v1.23.2"
-GIT_IMAGE = "docker.io/alpine/git:v2.47.2"
-PYTHON_IMAGE = "docker.io/library/python:3.11.13-slim-bookworm"
+GIT_IMAGE = "docker.io/alpine/git:v2.54.0"
+PYTHON_IMAGE = "docker.io/library/python:3.11.15-slim-bookworm"
 KUBECTL_IMAGE = "registry.k8s.io/kubectl:v1.33.3"
