@@ -107,7 +107,11 @@ def _replace_secure(value: Any, key: str) -> Any:
 # ---------------------------------------------------------------- the mock engine
 
 def _mask(value: Any) -> Any:
-    """Replace every secret-wrapped value by "[secret]" (the SDK marks secrets with a signature key)."""
+    """Replace every secret-wrapped value by "[secret]" (the SDK marks secrets with a signature key).
+
+    Also gives integers back: the engine protocol carries every number as a protobuf double, so
+    `replicas: 3` would otherwise be recorded as `3.0` (the real engine restores ints the same way).
+    """
     from pulumi.runtime import rpc
 
     if rpc.is_rpc_secret(value):
@@ -116,6 +120,8 @@ def _mask(value: Any) -> Any:
         return {k: _mask(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_mask(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     return value
 
 

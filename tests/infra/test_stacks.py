@@ -241,3 +241,20 @@ def test_pipeline_least_privilege_and_gate(stacks):
     assert {t["pipelineTaskName"]: t.get("serviceAccountName") for t in run["taskRunSpecs"]}["deploy"] \
         == "pipeline-deployer"
     assert not stacks["local"].objects("Pipeline")  # cicd disabled on the laptop stack
+
+
+def test_integers_stay_integers_in_manifests(stacks):
+    """The engine protocol carries numbers as doubles; the preview must not show `replicas: 3.0`."""
+    def floats(value, path=""):
+        if isinstance(value, float):
+            yield path
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                yield from floats(v, f"{path}.{k}")
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                yield from floats(v, f"{path}[{i}]")
+
+    for name, s in stacks.items():
+        found = [f"{m['kind']}/{m['metadata']['name']}{p}" for m in s.manifests for p in floats(m)]
+        assert not found, f"{name}: {found[:5]}"
