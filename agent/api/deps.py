@@ -1,0 +1,92 @@
+"""What routes depend on: the app's resources (built in the lifespan), the caller, and limits."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+
+from agent.config import Settings
+from agent.embeddings import Encoder
+from agent.execution import Executor
+from agent.observability import Metrics
+from agent.plugins import ToolRegistry
+from agent.retrieval import Retriever
+from agent.stores.sessions import RateLimiter, RedisHandle, SessionStore, SessionStoreUnavailable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Resources:
+    """Everything a request may need, created once per app in the lifespan."""
+
+    settings: Settings
+    metrics: Metrics
+    encoder: Encoder
+    retriever: Retriever
+    redis: RedisHandle
+    sessions: SessionStore
+    limiter: RateLimiter
+    tools: ToolRegistry
+    executor: Executor
+    api_keys: list[bytes]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: a short hash of their key (never the key itself) or 'anonymous'."""
+
+    id: str
+
+
+def get_resources(request: Request) -> Resources:
+    return request.app.state.resources
+
+
+def _authenticate(request: Request, keys: list[bytes]) -> Caller:
+    if not keys:
+        return Caller("anonymous")
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    presented = token.strip().encode()
+    # Compare against every key in constant time, without stopping early on a match.
+    matched = False
+    for key in keys:
+        matched |= hmac.compare_digest(presented, key)
+    if scheme.lower() != "bearer" or not presented or not matched:
+        raise HTTPException(401, "missing or invalid API key: send 'Authorization: Bearer <key>'",
+                            headers={"WWW-Authenticate": "Bearer"})
+    return Caller(hashlib.sha256(presented).hexdigest()[:16])
+
+
+async def require_caller(request: Request, res: Resources = Depends(get_resources)) -> Caller:
+    """Bearer auth, then the per-caller rate limit (Redis-backed, shared by every replica)."""
+    caller = _authenticate(request, res.api_keys)
+    try:
+        decision = await res.limiter.hit(caller.id)
+    except SessionStoreUnavailable as exc:
+        # Fail open: an outage of the limiter's store must not take retrieval down with it.
+        res.metrics.dependency_errors.labels("redis").inc()
+        log.warning("rate limiter unavailable, request allowed", extra={"error": str(exc)})
+        return caller
+    if not decision.allowed:
+        res.metrics.rate_limited.inc()
+        raise HTTPException(429, f"rate limit of {decision.limit} requests per minute exceeded; "
+                                 f"retry in {decision.retry_after}s",
+                            headers={"Retry-After": str(decision.retry_after)})
+    return caller
+
+
+def enforce_limit(value: Any, limit: int, loc: tuple[str, ...], what: str = "characters") -> None:
+    """Raise the same 422 FastAPI gives for schema errors, naming the field, for a configured limit."""
+    size = value if isinstance(value, int) else len(value)
+    if size > limit:
+        kind = "less_than_equal" if isinstance(value, int) else "string_too_long"
+        msg = (f"Input should be less than or equal to {limit}" if isinstance(value, int)
+               else f"String should have at most {limit} {what}")
+        raise RequestValidationError([{"loc": loc, "msg": msg, "type": kind}])

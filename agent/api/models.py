@@ -1,0 +1,190 @@
+"""Request and response models: the OpenAPI schema generated from these is the API contract.
+
+Hard bounds here keep absurd input out before any work is done; the tighter, configurable limits
+(AGENT_MAX_MESSAGE_CHARS, AGENT_MAX_TOP_K, ...) are checked in the routes with the same 422 shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# Ids end up inside Milvus filter parameters and Redis keys: no quotes, backslashes or control chars.
+DOCUMENT_ID_PATTERN = r"^[^\"'\\\x00-\x1f\x7f]{1,256}$"
+SESSION_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
+
+
+class DocumentIn(BaseModel):
+    """One document to index. Re-sending an id replaces that document's chunks."""
+
+    id: str = Field(..., pattern=DOCUMENT_ID_PATTERN, description="Stable id; re-ingest replaces.")
+    text: str = Field(..., min_length=1, max_length=5_000_000)
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Returned with every hit.")
+
+
+class DocumentsRequest(BaseModel):
+    documents: list[DocumentIn] = Field(..., min_length=1, max_length=10_000)
+
+    @field_validator("documents")
+    @classmethod
+    def _unique_ids(cls, docs: list[DocumentIn]) -> list[DocumentIn]:
+        seen: set[str] = set()
+        for doc in docs:
+            if doc.id in seen:
+                raise ValueError(f"document id {doc.id!r} appears twice; send each id once")
+            seen.add(doc.id)
+        return docs
+
+
+class DocumentsResponse(BaseModel):
+    documents: int = Field(..., description="Documents written.")
+    chunks: int = Field(..., description="Chunks written.")
+    replaced_chunks: int = Field(..., description="Chunks of earlier versions of these ids removed.")
+
+
+class DeleteDocumentResponse(BaseModel):
+    document_id: str
+    deleted_chunks: int
+
+
+class RetrieveRequest(BaseModel):
+    query: str = Field(..., min_length=1, max_length=100_000)
+    top_k: int = Field(5, ge=1, le=1000, description="Hits to return (at most AGENT_MAX_TOP_K).")
+
+
+class HitOut(BaseModel):
+    """A retrieved chunk. `score` is the fused hybrid (reciprocal-rank) score; higher is better."""
+
+    document_id: str
+    chunk_id: str
+    score: float
+    text: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class RetrieveResponse(BaseModel):
+    hits: list[HitOut]
+
+
+class ChatRequest(BaseModel):
+    message: str = Field(..., min_length=1, max_length=100_000)
+    session_id: str | None = Field(None, pattern=SESSION_ID_PATTERN,
+                                   description="Omit to start a new session; the response carries its id.")
+
+
+class ChatResponse(BaseModel):
+    session_id: str
+    answer: str
+    citations: list[HitOut] = Field(..., description="The chunks the answer used; [n] in the answer is citations[n-1].")
+    intent: Literal["question", "tool_call", "follow_up", "chit_chat"]
+    supported: bool = Field(..., description="False when the documents did not support an answer.")
+    tool_result: Any = None
+
+
+class SessionMessage(BaseModel):
+    role: Literal["user", "assistant"]
+    content: str
+    intent: str | None = None
+    citations: list[dict[str, Any]] | None = None
+    ts: float
+
+
+class SessionResponse(BaseModel):
+    session_id: str
+    messages: list[SessionMessage]
+    ttl_seconds: int = Field(..., description="Seconds until the session expires (renewed on every turn).")
+
+
+class InvokeRequest(BaseModel):
+    tool: str = Field(..., min_length=1, max_length=64)
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class InvokeResponse(BaseModel):
+    tool: str
+    result: Any
+
+
+class ToolInfo(BaseModel):
+    name: str
+    description: str
+    arguments_schema: dict[str, Any]
+
+
+class ToolsResponse(BaseModel):
+    tools: list[ToolInfo]
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"]
+
+
+class Check(BaseModel):
+    ok: bool
+    detail: Any = None
+
+
+class ReadyResponse(BaseModel):
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, Check]
+
+
+class ErrorResponse(BaseModel):
+    detail: Any
+
+
+# ---------------------------------------------------------------- OpenAI-compatible
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "user", "assistant", "tool", "developer"]
+    content: str | list[ContentPart] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return " ".join(p.text or "" for p in self.content if p.type == "text")
+        return self.content or ""
+
+
+class ChatCompletionRequest(BaseModel):
+    """The subset of OpenAI's chat completions request the agent uses; other fields are ignored."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str = "rag-agent"
+    messages: list[ChatMessage] = Field(..., min_length=1, max_length=200)
+    stream: bool = False
+    temperature: float | None = None
+    max_tokens: int | None = None
+
+
+class CompletionMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class CompletionChoice(BaseModel):
+    index: int
+    message: CompletionMessage
+    finish_reason: Literal["stop"] = "stop"
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletionResponse(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage
+    citations: list[HitOut] = Field(default_factory=list, description="Extension: the chunks the answer used.")

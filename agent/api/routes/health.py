@@ -1,0 +1,62 @@
+"""Probes and metrics: open (no auth), cheap, and never touching request state."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import anyio
+from fastapi import APIRouter, Depends, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from agent.api.deps import Resources, get_resources
+from agent.api.models import Check, HealthResponse, ReadyResponse
+from agent.stores.sessions import SessionStoreUnavailable
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", response_model=HealthResponse, summary="The process is up")
+async def healthz() -> HealthResponse:
+    return HealthResponse(status="ok")
+
+
+async def _check_redis(res: Resources) -> Check:
+    try:
+        start = time.perf_counter()
+        await asyncio.wait_for(res.sessions.ping(), timeout=2)
+        return Check(ok=True, detail={"target": res.redis.description,
+                                      "latency_ms": round((time.perf_counter() - start) * 1000, 2)})
+    except (SessionStoreUnavailable, TimeoutError) as exc:
+        return Check(ok=False, detail={"target": res.redis.description, "error": str(exc) or "timeout"})
+
+
+async def _check_milvus(res: Resources) -> Check:
+    store = res.retriever.store
+    if store is None:
+        return Check(ok=False, detail={"error": "not connected yet (retrying in the background)"})
+    try:
+        with anyio.fail_after(5):
+            detail = await anyio.to_thread.run_sync(store.ping, abandon_on_cancel=True)
+        return Check(ok=True, detail=detail)
+    except Exception as exc:  # any failure means not ready; the detail says which
+        return Check(ok=False, detail={"error": f"{type(exc).__name__}: {exc}" if str(exc) else "timeout"})
+
+
+@router.get("/readyz", response_model=ReadyResponse, summary="Redis, Milvus and the model all answer",
+            responses={503: {"model": ReadyResponse}})
+async def readyz(response: Response, res: Resources = Depends(get_resources)) -> ReadyResponse:
+    redis_check, milvus_check = await asyncio.gather(_check_redis(res), _check_milvus(res))
+    model_check = Check(ok=True, detail={"device": str(res.encoder.device), "dim": res.encoder.dim,
+                                         "path": str(res.encoder.model_path)})
+    checks = {"redis": redis_check, "milvus": milvus_check, "model": model_check}
+    ready = all(c.ok for c in checks.values())
+    res.metrics.ready.set(1 if ready else 0)
+    if not ready:
+        response.status_code = 503
+    return ReadyResponse(status="ready" if ready else "not_ready", checks=checks)
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics(res: Resources = Depends(get_resources)) -> Response:
+    return Response(generate_latest(res.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,71 @@
+"""POST /v1/chat/completions: the agent behind OpenAI's chat API, so existing clients work.
+
+Stateless: the conversation comes in `messages` (no Redis session). The last user message is the
+question; earlier user turns let follow-ups resolve. `stream: true` gets a single-chunk SSE stream.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Depends
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import StreamingResponse
+
+from agent.api.deps import Resources, enforce_limit, get_resources, require_caller
+from agent.api.models import (
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    CompletionChoice,
+    CompletionMessage,
+    HitOut,
+    Usage,
+)
+from agent.decision import decide
+from agent.perception import Intent, perceive
+from agent.stores.sessions import Message
+
+router = APIRouter(tags=["openai"], dependencies=[Depends(require_caller)])
+
+
+@router.post("/v1/chat/completions", response_model=ChatCompletionResponse, summary="OpenAI-compatible chat")
+async def chat_completions(body: ChatCompletionRequest, res: Resources = Depends(get_resources)):
+    users = [i for i, m in enumerate(body.messages) if m.role == "user"]
+    if not users:
+        raise RequestValidationError([{"loc": ("body", "messages"), "type": "value_error",
+                                       "msg": "messages must contain at least one user message"}])
+    last = users[-1]
+    question = body.messages[last].text()
+    enforce_limit(question, res.settings.max_message_chars, ("body", "messages", str(last), "content"))
+    history = [Message(m.role, m.text(), intent=Intent.QUESTION.value if m.role == "user" else None)
+               for m in body.messages[:last] if m.role in ("user", "assistant")]
+    perception = perceive(question, has_history=any(m.role == "user" for m in history))
+    plan = decide(perception, history, res.tools.allowed)
+    outcome = await res.executor.run(plan)
+    res.metrics.chat_intents.labels(perception.intent.value).inc()
+
+    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    created = int(time.time())
+    prompt_tokens = sum(len(m.text().split()) for m in body.messages)
+    completion_tokens = len(outcome.answer.split())
+    if body.stream:
+        return StreamingResponse(_stream(completion_id, created, body.model, outcome.answer),
+                                 media_type="text/event-stream")
+    return ChatCompletionResponse(
+        id=completion_id, created=created, model=body.model,
+        choices=[CompletionChoice(index=0, message=CompletionMessage(content=outcome.answer))],
+        usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                    total_tokens=prompt_tokens + completion_tokens),
+        citations=[HitOut(**h.__dict__) for h in outcome.citations],
+    )
+
+
+async def _stream(completion_id: str, created: int, model: str, answer: str) -> AsyncIterator[str]:
+    base = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model}
+    yield "data: " + json.dumps({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": answer},
+                                                      "finish_reason": None}]}) + "\n\n"
+    yield "data: " + json.dumps({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}) + "\n\n"
+    yield "data: [DONE]\n\n"

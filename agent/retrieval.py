@@ -1,0 +1,84 @@
+"""Retrieval and ingestion: the encoder and the vector store behind one async facade.
+
+The encoder (CPU-bound torch) and pymilvus (blocking gRPC) both run in worker threads, so
+requests keep flowing while a large document is being embedded.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from agent.chunking import chunk_text
+from agent.embeddings import Encoder
+from agent.observability import Metrics
+from agent.stores.vectors import ChunkRow, Hit, VectorStore, VectorStoreUnavailable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestResult:
+    documents: int
+    chunks: int
+    replaced_chunks: int
+
+
+class Retriever:
+    def __init__(self, encoder: Encoder, store: VectorStore | None, metrics: Metrics,
+                 chunk_size: int, chunk_overlap: int) -> None:
+        self.encoder = encoder
+        self.store = store
+        self.metrics = metrics
+        self.chunk_size = chunk_size
+        self.chunk_overlap = chunk_overlap
+
+    async def _call(self, fn_name: str, *args: Any) -> Any:
+        """Run a blocking VectorStore method in a thread; any Milvus failure becomes unavailable."""
+        if self.store is None:
+            raise VectorStoreUnavailable("the vector store (Milvus) is not connected yet")
+        try:
+            return await anyio.to_thread.run_sync(getattr(self.store, fn_name), *args)
+        except VectorStoreUnavailable:
+            raise
+        except Exception as exc:
+            from pymilvus.exceptions import MilvusException
+
+            if isinstance(exc, (MilvusException, ConnectionError, TimeoutError)):
+                self.metrics.dependency_errors.labels("milvus").inc()
+                raise VectorStoreUnavailable(f"the vector store (Milvus) failed: {exc}") from exc
+            raise
+
+    async def embed(self, texts: list[str]):
+        with self.metrics.time(self.metrics.embedding_duration):
+            return await anyio.to_thread.run_sync(self.encoder.encode, texts)
+
+    async def search(self, query: str, top_k: int) -> list[Hit]:
+        with self.metrics.time(self.metrics.retrieval_duration):
+            vector = (await self.embed([query]))[0]
+            return await self._call("hybrid_search", query, vector, top_k)
+
+    async def ingest(self, documents: list[tuple[str, str, dict[str, Any]]]) -> IngestResult:
+        """(id, text, metadata) -> chunks in the store; re-ingesting an id replaces its chunks."""
+        with self.metrics.time(self.metrics.ingestion_duration):
+            rows: list[ChunkRow] = []
+            texts: list[str] = []
+            for doc_id, text, metadata in documents:
+                for chunk in chunk_text(text, self.chunk_size, self.chunk_overlap):
+                    rows.append(ChunkRow(doc_id, f"{doc_id}#{chunk.index}", chunk.text, None, metadata))  # type: ignore[arg-type]
+                    texts.append(chunk.text)
+            vectors = await self.embed(texts)
+            for row, vector in zip(rows, vectors, strict=True):
+                row.vector = vector
+            ids = list(dict.fromkeys(d[0] for d in documents))
+            replaced = await self._call("replace_documents", ids, rows)
+        self.metrics.ingested_chunks.inc(len(rows))
+        log.info("ingested documents", extra={"documents": len(ids), "chunks": len(rows),
+                                               "replaced_chunks": replaced})
+        return IngestResult(len(ids), len(rows), replaced)
+
+    async def delete(self, document_id: str) -> int:
+        return await self._call("delete_document", document_id)
