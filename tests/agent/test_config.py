@@ -66,3 +66,13 @@ def test_cli_refuses_invalid_configuration_with_exit_code_2(monkeypatch, capsys)
     monkeypatch.setenv("AGENT_GENERATOR", "openai")
     assert main(["serve", "--port", "0"]) == 2
     assert "AGENT_GENERATOR_BASE_URL" in capsys.readouterr().err
+
+
+def test_cli_refuses_to_serve_without_keys_on_a_reachable_address(monkeypatch, capsys) -> None:
+    from agent.__main__ import main
+
+    for var in ("AGENT_API_KEYS", "AGENT_API_KEYS_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    assert main(["serve", "--host", "0.0.0.0", "--port", "0"]) == 2  # returns before loading anything
+    err = capsys.readouterr().err
+    assert "AGENT_API_KEYS" in err and "--allow-no-auth" in err
