@@ -52,19 +52,22 @@ exec redis-server /tmp/redis.conf
 REPLICA_BLOCK = """\
 SELF="$(hostname).{headless}.{ns}.svc.cluster.local"
 printf 'replica-announce-ip %s\\n' "$SELF" >> /tmp/redis.conf
-MASTER="$(redis-cli -h {sentinel_svc} -p {sentinel_port} sentinel get-master-addr-by-name {master} 2>/dev/null | head -n1 || true)"
+MASTER="$(REDISCLI_AUTH="$PW" redis-cli -h {sentinel_svc} -p {sentinel_port} sentinel get-master-addr-by-name {master} 2>/dev/null | head -n1 || true)"
 if [ -z "$MASTER" ] && [ "$(hostname)" != "redis-0" ]; then MASTER="redis-0.{headless}.{ns}.svc.cluster.local"; fi
 if [ -n "$MASTER" ] && [ "$MASTER" != "$SELF" ]; then
   printf 'replicaof %s {port}\\n' "$MASTER" >> /tmp/redis.conf
 fi"""
 
+# Sentinels require the same password as Redis: the agent authenticates to them with it, and
+# Sentinels use it with each other (Redis >= 6.2 password-only Sentinel auth).
 SENTINEL_START = """\
 set -eu
 PW="$(cat /run/secrets/redis/password)"
-MASTER="$(redis-cli -h {sentinel_svc} -p {sentinel_port} sentinel get-master-addr-by-name {master} 2>/dev/null | head -n1 || true)"
+MASTER="$(REDISCLI_AUTH="$PW" redis-cli -h {sentinel_svc} -p {sentinel_port} sentinel get-master-addr-by-name {master} 2>/dev/null | head -n1 || true)"
 if [ -z "$MASTER" ]; then MASTER="redis-0.{headless}.{ns}.svc.cluster.local"; fi
 cat > /tmp/sentinel.conf <<CONF
 port {sentinel_port}
+requirepass $PW
 sentinel resolve-hostnames yes
 sentinel announce-hostnames yes
 sentinel announce-ip $(hostname).{sentinel_headless}.{ns}.svc.cluster.local

@@ -258,3 +258,11 @@ def test_integers_stay_integers_in_manifests(stacks):
     for name, s in stacks.items():
         found = [f"{m['kind']}/{m['metadata']['name']}{p}" for m in s.manifests for p in floats(m)]
         assert not found, f"{name}: {found[:5]}"
+
+
+def test_prod_sentinels_require_the_redis_password(stacks):
+    """The agent authenticates to Sentinel with the Redis password (tests/agent/test_sentinel.py)."""
+    sts = stacks["prod"].one("StatefulSet", "redis-sentinel")
+    script = " ".join(" ".join(c.get("command", []) + c.get("args", []))
+                      for c in sts["spec"]["template"]["spec"]["containers"])
+    assert "requirepass $PW" in script and "sentinel auth-pass" in script
