@@ -1,0 +1,1 @@
+"""The evaluation quality gate: `python -m agent.eval` (see docs/evaluation.md)."""

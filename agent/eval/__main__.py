@@ -1,0 +1,5 @@
+import sys
+
+from agent.eval.cli import main
+
+sys.exit(main())

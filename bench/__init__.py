@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench [--only NAME] [--quick]` (see docs/benchmarks.md)."""

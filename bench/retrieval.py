@@ -1,0 +1,180 @@
+"""2. Retrieval at several index sizes: latency and quality of hybrid vs dense-only vs BM25-only,
+and the dense ANN index against exact brute-force search.
+
+The index is the agent's own `VectorStore` (Milvus Lite, the agent's schema, indexes and hybrid
+query). Dense-only and BM25-only are the two halves of that hybrid query, run alone on the same
+collection. Chunk vectors are encoded once per run and reused for every size.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import Result, RunContext, latency_ms, log, progress, rss_mb
+from bench.corpus import ChunkRef, make_queries, relevant_chunks
+
+K = 10
+TARGET_ANN_RECALL = 0.98
+INSERT_BATCH = 2_000
+INDEX_WAIT_S = 600
+# Index chunks are shorter than the agent's 800-char default: encoding cost is per token, and 50k
+# chunks of ~170 tokens take 25+ minutes on 2 CPU cores, of ~35 tokens (160 chars) a few. Search
+# cost depends on the chunk count and vector size, not on text length (BM25 postings aside).
+INDEX_CHUNK_CHARS = 160
+INDEX_CHUNK_OVERLAP = 32
+
+
+def build_store(path: Path, chunks: list[ChunkRef], vectors: np.ndarray, dim: int):
+    from agent.stores.vectors import ChunkRow, VectorStore
+
+    store = VectorStore.lite(path, "bench_chunks", dim)
+    for start in progress(range(0, len(chunks), INSERT_BATCH), (len(chunks) + INSERT_BATCH - 1) // INSERT_BATCH,
+                          f"index {len(chunks)} chunks"):
+        rows = [ChunkRow(c.document_id, c.id, c.text, vectors[start + i], {})
+                for i, c in enumerate(chunks[start:start + INSERT_BATCH])]
+        store.replace_documents([], rows)
+    # Seal the segments and wait for the (background) dense index build, so searches go through
+    # the ANN index as they would on a long-lived server rather than brute-forcing fresh rows.
+    store.client.flush(store.collection)
+    deadline = time.monotonic() + INDEX_WAIT_S
+    while time.monotonic() < deadline:
+        info = store.client.describe_index(store.collection, "dense")
+        if info.get("pending_index_rows", 0) == 0 and info.get("indexed_rows", len(chunks)) >= len(chunks):
+            break
+        time.sleep(0.5)
+    else:
+        log.warning("dense index still building after %ds; ANN recall measured on a partial index", INDEX_WAIT_S)
+    return store
+
+
+def dense_search(store, vector: np.ndarray, k: int) -> list[str]:
+    res = store.client.search(store.collection, data=[vector.tolist()], anns_field="dense",
+                              search_params={"metric_type": "COSINE"}, limit=k, output_fields=["document_id"])
+    return [_pk(hit) for hit in res[0]]
+
+
+def _pk(hit) -> str:
+    return str(hit["chunk_id"] if "chunk_id" in hit else hit["id"])  # primary key field name
+
+
+def bm25_search(store, query: str, k: int) -> list[str]:
+    res = store.client.search(store.collection, data=[query], anns_field="sparse",
+                              search_params={"metric_type": "BM25"}, limit=k, output_fields=["document_id"])
+    return [_pk(hit) for hit in res[0]]
+
+
+def hybrid_search(store, query: str, vector: np.ndarray, k: int) -> list[str]:
+    return [h.chunk_id for h in store.hybrid_search(query, vector, k)]
+
+
+def exact_top_k(matrix: np.ndarray, vector: np.ndarray, k: int) -> np.ndarray:
+    """Exact cosine top k (rows are unit vectors): the ground truth for ANN recall."""
+    scores = matrix @ vector
+    top = np.argpartition(-scores, k)[:k] if len(scores) > k else np.arange(len(scores))
+    return top[np.argsort(-scores[top])]
+
+
+def quality(ranked: list[list[int]], relevant: list[set[int]], k: int = K) -> dict[str, float]:
+    hits, rr = [], []
+    for ids, rel in zip(ranked, relevant, strict=True):
+        rank = next((i for i, c in enumerate(ids[:k], start=1) if c in rel), None)
+        hits.append(0.0 if rank is None else 1.0)
+        rr.append(0.0 if rank is None else 1.0 / rank)
+    return {"hit_at_10": round(float(np.mean(hits)), 4), "mrr_at_10": round(float(np.mean(rr)), 4)}
+
+
+def measure_size(n: int, chunks: list[ChunkRef], vectors: np.ndarray, queries, relevant, qvecs, dim: int,
+                 workdir: Path) -> dict:
+    sub_chunks, sub_vectors = chunks[:n], vectors[:n]
+    index_of = {c.id: i for i, c in enumerate(sub_chunks)}
+    rel = [{i for i in r if i < n} for r in relevant]
+    start = time.perf_counter()
+    store = build_store(workdir / f"n{n}", sub_chunks, sub_vectors, dim)
+    load_s = time.perf_counter() - start
+    rss_after = rss_mb()
+    try:
+        modes = {"hybrid": ([], []), "dense": ([], []), "bm25": ([], []), "exact": ([], [])}
+        ann_recall = []
+        for q, qv in progress(list(zip(queries, qvecs, strict=True)), len(queries), f"queries @ {n}"):
+            for mode in ("hybrid", "dense", "bm25", "exact"):
+                t0 = time.perf_counter()
+                if mode == "hybrid":
+                    ids = [index_of[c] for c in hybrid_search(store, q.text, qv, K)]
+                elif mode == "dense":
+                    ids = [index_of[c] for c in dense_search(store, qv, K)]
+                elif mode == "bm25":
+                    ids = [index_of[c] for c in bm25_search(store, q.text, K)]
+                else:
+                    ids = exact_top_k(sub_vectors, qv, K).tolist()
+                modes[mode][0].append(time.perf_counter() - t0)
+                modes[mode][1].append(ids)
+            exact = set(modes["exact"][1][-1])
+            ann_recall.append(len(exact & set(modes["dense"][1][-1])) / min(K, n))
+    finally:
+        store.close()
+    return {
+        "chunks": n, "index_seconds": round(load_s, 2), "index_chunks_per_s": round(n / load_s, 1),
+        "rss_mb_after_index": round(rss_after, 1),
+        "ann_recall_at_10": round(float(np.mean(ann_recall)), 4),
+        "latency_ms": {mode: latency_ms(times) for mode, (times, _) in modes.items()},
+        "quality": {mode: quality(ranked, rel) for mode, (_, ranked) in modes.items()},
+    }
+
+
+def run(ctx: RunContext) -> Result:
+    sizes = ctx.sizes
+    largest = max(sizes.retrieval_sizes)
+    _, chunks = ctx.corpus(largest, INDEX_CHUNK_CHARS, INDEX_CHUNK_OVERLAP)
+    chunks = chunks[:largest]
+    ctx.encoder  # loaded first, so the memory baseline includes the model
+    rss_before = rss_mb()
+    vectors = ctx.embed([c.text for c in chunks], desc="encode chunks")
+    queries = make_queries(chunks, sizes.queries, pool=min(sizes.retrieval_sizes))
+    relevant = relevant_chunks(queries, chunks)
+    qvecs = ctx.embed([q.text for q in queries], desc="encode queries")
+    dim = vectors.shape[1]
+
+    result = Result("retrieval", "2. Retrieval: hybrid vs dense vs BM25, ANN vs exact (Milvus Lite)")
+    per_size = []
+    with tempfile.TemporaryDirectory(prefix="bench-retrieval-") as tmp:
+        for n in sizes.retrieval_sizes:
+            stats = measure_size(n, chunks, vectors, queries, relevant, qvecs, dim, Path(tmp))
+            per_size.append(stats)
+            log.info("retrieval @ %d: %s", n, stats["quality"])
+            q, lat = stats["quality"], stats["latency_ms"]
+            case = f"{n:,} chunks"
+            best_single = max(q["dense"]["mrr_at_10"], q["bm25"]["mrr_at_10"])
+            best_name = "dense" if q["dense"]["mrr_at_10"] >= q["bm25"]["mrr_at_10"] else "BM25"
+            result.add(case, "MRR@10 hybrid", q["hybrid"]["mrr_at_10"], best_single,
+                       f"better single mode ({best_name}; dense {q['dense']['mrr_at_10']}, "
+                       f"BM25 {q['bm25']['mrr_at_10']})",
+                       target="≥ baseline", met=q["hybrid"]["mrr_at_10"] >= best_single)
+            best_hit = max(q["dense"]["hit_at_10"], q["bm25"]["hit_at_10"])
+            result.add(case, "hit@10 hybrid", q["hybrid"]["hit_at_10"], best_hit,
+                       f"better single mode (dense {q['dense']['hit_at_10']}, BM25 {q['bm25']['hit_at_10']})",
+                       target="≥ baseline", met=q["hybrid"]["hit_at_10"] >= best_hit)
+            result.add(case, "ANN recall@10 (dense)", stats["ann_recall_at_10"], 1.0, "exact numpy search",
+                       target=f"≥ {TARGET_ANN_RECALL}", met=stats["ann_recall_at_10"] >= TARGET_ANN_RECALL)
+            for mode in ("hybrid", "dense", "bm25"):
+                for pct in ("p50", "p95"):
+                    result.add(case, f"{mode} latency {pct}", lat[mode][pct], lat["exact"][pct],
+                               "exact numpy dense search", unit="ms")
+    memory = {"rss_mb_before_index": round(rss_before, 1),
+              "rss_mb_by_size": {s["chunks"]: s["rss_mb_after_index"] for s in per_size}}
+    ctx.shared["memory"] = memory
+    result.details = {"k": K, "queries": len(queries), "sizes": per_size, "memory": memory,
+                      "query_examples": [{"query": q.text, "sentence": q.sentence} for q in queries[:5]]}
+    result.notes += [
+        f"{len(queries)} queries: a sentence drawn from one of the first {min(sizes.retrieval_sizes):,} chunks "
+        "with ~30% of its words dropped; relevant = every chunk containing the sentence. Larger sizes add "
+        "distractors only.",
+        f"Index chunks are cut by the agent's chunker at {INDEX_CHUNK_CHARS} chars (overlap "
+        f"{INDEX_CHUNK_OVERLAP}) so that encoding 50k of them fits a 2-core run.",
+        "Latency is the search call alone (query vector precomputed); hybrid = the agent's "
+        "`VectorStore.hybrid_search` (dense + BM25, RRF k=60).",
+    ]
+    return result
