@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pulumi
 import pytest
 
@@ -36,7 +38,21 @@ class Mocks(pulumi.runtime.Mocks):
 
 
 MOCKS = Mocks()
-pulumi.runtime.set_mocks(MOCKS, project="rag-platform", stack="prod", preview=False)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def pulumi_mocks():
+    """Mocks on a fresh event loop, installed when this module runs, not when it is imported.
+
+    Other suites (the agent's) call asyncio.run(), which closes the loop the Pulumi runtime would
+    otherwise have captured at collection time.
+    """
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    pulumi.runtime.set_mocks(MOCKS, project="rag-platform", stack="prod", preview=False)
+    yield MOCKS
+    asyncio.set_event_loop(None)
+    loop.close()
 
 
 def cfg(stack: str):
