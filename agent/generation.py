@@ -67,6 +67,12 @@ class SupportScorer:
         self.encoder = encoder
         self.min_score = min_score
 
+    async def supported(self, question: str, passages: list[Hit]) -> list[_Scored] | None:
+        """Scored sentences if the best one clears min_score, else None: every backend answers
+        "not found" on the same rule, so an unsupported question never reaches an LLM."""
+        scored = await self.score(question, passages)
+        return scored if scored and scored[0].score >= self.min_score else None
+
     async def score(self, question: str, passages: list[Hit]) -> list[_Scored]:
         items = [(i, s) for i, p in enumerate(passages) for s in split_sentences(p.text)]
         if not items:
@@ -85,8 +91,8 @@ class ExtractiveGenerator:
         self.max_sentences = max_sentences
 
     async def generate(self, question: str, passages: list[Hit]) -> Answer:
-        scored = await self.scorer.score(question, passages)
-        if not scored or scored[0].score < self.scorer.min_score:
+        scored = await self.scorer.supported(question, passages)
+        if scored is None:
             return Answer(NOT_FOUND, [], supported=False, backend=self.name)
         # Keep sentences close to the best one: a second fact is welcome, filler is not.
         floor = max(self.scorer.min_score, scored[0].score - 0.15)
@@ -120,8 +126,8 @@ class OpenAIGenerator:
         self.max_tokens = max_tokens
 
     async def generate(self, question: str, passages: list[Hit]) -> Answer:
-        scored = await self.scorer.score(question, passages)
-        if not scored or scored[0].score < self.scorer.min_score:
+        scored = await self.scorer.supported(question, passages)
+        if scored is None:
             return Answer(NOT_FOUND, [], supported=False, backend=self.name)
         context = "\n\n".join(f"[{i + 1}] {p.text}" for i, p in enumerate(passages))
         body = {
