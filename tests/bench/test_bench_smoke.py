@@ -73,6 +73,10 @@ def test_retrieval_bench(ctx):
     assert sizes[0]["ann_recall_at_10"] == 1.0
     assert sizes[0]["quality"]["bm25"]["hit_at_10"] >= 0.8
     assert ctx.shared["memory"]["rss_mb_by_size"][80] > 0
+    golden = result.details["golden"]
+    assert golden["questions"] >= 25 and set(golden["quality"]) == {"hybrid", "dense", "bm25"}
+    # Natural-language questions about our docs: retrieval finds a relevant section in the top 5.
+    assert golden["quality"]["hybrid"]["hit_at_5"] >= 0.9
 
 
 def test_ingestion_bench_reuses_the_memory_figure(ctx):
