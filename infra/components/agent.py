@@ -166,11 +166,12 @@ def build_analysis_template(cfg: StackConfig, ns: Namespaces) -> Manifest:
             "args": [{"name": "canary-hash"}],
             "metrics": [
                 {"name": "error-rate", "interval": interval, "failureLimit": c.failureLimit,
-                 # No traffic yet gives NaN: that is "no evidence of failure", not a failure.
-                 "successCondition": f"isNaN(result[0]) || result[0] <= {c.maxErrorRate}",
+                 # No canary traffic yet gives an empty vector or NaN: "no evidence of failure", not a
+                 # failure (result[0] on an empty result would be a measurement error instead).
+                 "successCondition": f"len(result) == 0 || isNaN(result[0]) || result[0] <= {c.maxErrorRate}",
                  "provider": {"prometheus": prom["prometheus"] | {"query": error_rate}}},
                 {"name": "p95-latency", "interval": interval, "failureLimit": c.failureLimit,
-                 "successCondition": f"isNaN(result[0]) || result[0] <= {c.p95ThresholdSeconds}",
+                 "successCondition": f"len(result) == 0 || isNaN(result[0]) || result[0] <= {c.p95ThresholdSeconds}",
                  "provider": {"prometheus": prom["prometheus"] | {"query": p95}}},
             ],
         },
