@@ -7,7 +7,7 @@
 #
 # Versions live here, in one place. TORCH_INDEX_URL selects the CPU wheel (no CUDA download);
 # for the GPU pool build with --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128.
-ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+ARG PYTHON_IMAGE=python:3.11.15-slim-bookworm
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 

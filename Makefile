@@ -9,6 +9,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.rag-platform-installed
 PREVIEW_DIR ?= build/preview
 PYTEST_ARGS ?=
+# Where torch comes from: PyPI by default (its Linux wheel is a CUDA build); CI pods set the CPU index.
+TORCH_INDEX_URL ?=
 
 .PHONY: help venv preview test agent eval bench policy-check clean
 
@@ -27,7 +29,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "torch==2.13.0"
+	$(PY) -m pip install --quiet "torch==2.13.0" $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
 	$(PY) -m pip install --quiet -e ".[all]"
 	touch $@
 

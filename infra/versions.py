@@ -50,5 +50,9 @@ VLLM_IMAGE = "docker.io/vllm/vllm-openai:v0.9.2"
 # kaniko's upstream repo is archived; v1.23.2 is its last release. Swap for a maintained fork here.
 KANIKO_IMAGE = "gcr.io/kaniko-project/executor:v1.23.2"
 GIT_IMAGE = "docker.io/alpine/git:v2.54.0"
-PYTHON_IMAGE = "docker.io/library/python:3.11.15-slim-bookworm"
+# The full image, not -slim: the CI steps run `make` (and pip may compile), and run as non-root,
+# so they cannot apt-get what -slim leaves out.
+PYTHON_IMAGE = "docker.io/library/python:3.11.15-bookworm"
+# CPU wheels for the CI steps: a plain `pip install torch==...` from PyPI is a multi-GB CUDA build.
+TORCH_CPU_INDEX_URL = "https://download.pytorch.org/whl/cpu"
 KUBECTL_IMAGE = "registry.k8s.io/kubectl:v1.33.3"

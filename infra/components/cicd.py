@@ -64,7 +64,8 @@ def build_tasks(cfg: StackConfig, ns: Namespaces) -> list[Manifest]:
                 'printf %s "$(git rev-parse HEAD)" > "$(results.commit.path)"\n'),
         }],
     })
-    py_env = home + [{"name": "PIP_DISABLE_PIP_VERSION_CHECK", "value": "1"}]
+    py_env = home + [{"name": "PIP_DISABLE_PIP_VERSION_CHECK", "value": "1"},
+                     {"name": "TORCH_INDEX_URL", "value": versions.TORCH_CPU_INDEX_URL}]
     tests = _task("unit-tests", env, ns.ci, {
         "workspaces": [{"name": "source"}],
         "steps": [{

@@ -269,3 +269,13 @@ def test_prod_sentinels_require_the_redis_password(stacks):
     script = " ".join(" ".join(c.get("command", []) + c.get("args", []))
                       for c in sts["spec"]["template"]["spec"]["containers"])
     assert "requirepass $PW" in script and "sentinel auth-pass" in script
+
+
+def test_ci_steps_can_run_make_and_get_cpu_torch(stacks):
+    """`make` is not in python:*-slim, and PyPI's Linux torch wheel is a multi-GB CUDA build."""
+    tasks = {t["metadata"]["name"]: t for t in stacks["prod"].objects("Task")}
+    for name in ("unit-tests", "evaluation-gate"):
+        for step in tasks[name]["spec"]["steps"]:
+            assert "-slim" not in step["image"], step["image"]
+            env = {e["name"]: e["value"] for e in step["env"]}
+            assert env["TORCH_INDEX_URL"].endswith("/whl/cpu")
