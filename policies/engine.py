@@ -39,6 +39,8 @@ class Report:
     exempted: list[tuple[Violation, Exemption]] = field(default_factory=list)
     unused_exemptions: list[Exemption] = field(default_factory=list)
     resources_checked: int = 0
+    # thirdParty exemptions that matched nothing: expected where vendor objects are not rendered.
+    unmatched_third_party: list[Exemption] = field(default_factory=list)
 
     @property
     def has_mandatory(self) -> bool:
@@ -64,6 +66,7 @@ class Report:
                                        key=lambda kv: _SEVERITY_RANK.get(kv[0], 9))),
             # Exemptions that matched nothing: stale entries to delete (not a failure).
             "unused_exemptions": [e.to_dict() for e in self.unused_exemptions],
+            "third_party_exemptions_not_seen": len(self.unmatched_third_party),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -119,6 +122,8 @@ def check_resources(resources: Iterable[PolicyResource], config: PackConfig | No
             f"the exemption of {exemption.kind} {exemption.name!r} from {exemption.policy} has no reason, so it "
             f"is not applied; add \"reason\": \"<why this object needs it>\" or delete the exemption."))
     unused = [e for e in config.all_exemptions() if e.reason and id(e) not in used]
+    unseen_third_party = [e for e in unused if e.third_party]
+    unused = [e for e in unused if not e.third_party]
     violations.sort(key=lambda v: (_ENFORCEMENT_RANK.get(v.enforcement, 9), _SEVERITY_RANK.get(v.severity, 9),
                                    v.policy, v.resource.kind, v.resource.namespace or "", v.resource.name))
-    return Report(violations, exempted, unused, len(resources))
+    return Report(violations, exempted, unused, len(resources), unseen_third_party)

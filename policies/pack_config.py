@@ -32,7 +32,7 @@ from .model import ResourceRef
 
 LEVELS = ("advisory", "mandatory", "remediate", "disabled")
 _POLICY_KEYS = {"enforcementLevel", "exemptions"}
-_EXEMPTION_KEYS = {"kind", "name", "namespace", "reason"}
+_EXEMPTION_KEYS = {"kind", "name", "namespace", "reason", "thirdParty"}
 
 # JSON schema of one policy's config, handed to the CLI so `--policy-pack-config` is validated
 # before any resource is analysed (the CLI injects `enforcementLevel` itself).
@@ -46,6 +46,8 @@ EXEMPTIONS_SCHEMA: dict[str, Any] = {
             "name": {"type": "string", "minLength": 1, "description": "metadata.name or Pulumi resource name"},
             "namespace": {"type": ["string", "null"], "description": "null or absent: any namespace"},
             "reason": {"type": "string", "minLength": 1, "description": "why the exemption is acceptable"},
+            "thirdParty": {"type": "boolean", "description": "the object comes from a vendor release manifest "
+                           "or chart; only the real engine sees it, so the preview does not call it unused"},
         },
         "required": ["kind", "name", "reason"],
         "additionalProperties": False,
@@ -64,6 +66,9 @@ class Exemption:
     name: str
     namespace: str | None
     reason: str
+    # A child of a vendor chart or release manifest: the real engine shows it to the pack, the
+    # credential-free preview cannot, so not matching anything there is expected, not stale.
+    third_party: bool = False
 
     def matches(self, ref: ResourceRef, pulumi_name: str = "") -> bool:
         return (self.kind == ref.kind
@@ -72,7 +77,7 @@ class Exemption:
 
     def to_dict(self) -> dict[str, Any]:
         return {"policy": self.policy, "kind": self.kind, "name": self.name,
-                "namespace": self.namespace, "reason": self.reason}
+                "namespace": self.namespace, "reason": self.reason, "thirdParty": self.third_party}
 
 
 @dataclass(frozen=True)
@@ -121,9 +126,12 @@ def parse_exemptions(policy: str, raw: Any, where: str) -> tuple[Exemption, ...]
         namespace = item.get("namespace")
         if namespace is not None and not isinstance(namespace, str):
             raise PolicyConfigError(f"{at}.namespace must be a string or null")
+        third_party = item.get("thirdParty", False)
+        if not isinstance(third_party, bool):
+            raise PolicyConfigError(f"{at}.thirdParty must be true or false")
         reason = item.get("reason")
         reason = reason.strip() if isinstance(reason, str) else ""
-        out.append(Exemption(policy, item["kind"], item["name"], namespace or None, reason))
+        out.append(Exemption(policy, item["kind"], item["name"], namespace or None, reason, third_party))
     return tuple(out)
 
 

@@ -79,6 +79,9 @@ def karpenter_values(cfg: StackConfig) -> dict[str, Any]:
 def device_plugin_values() -> dict[str, Any]:
     # Only on our GPU pools (no node-feature-discovery needed).
     return {
+        # The plugin needs hostPath and root (exempted in stacks/policy, thirdParty), but nothing
+        # stops it running under the runtime's default seccomp profile.
+        "podSecurityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
         "tolerations": [GPU_TOLERATION],
         "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
             {"matchExpressions": [{"key": POOL_LABEL, "operator": "Exists"}]}]}}},

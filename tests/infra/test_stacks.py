@@ -279,3 +279,10 @@ def test_ci_steps_can_run_make_and_get_cpu_torch(stacks):
             assert "-slim" not in step["image"], step["image"]
             env = {e["name"]: e["value"] for e in step["env"]}
             assert env["TORCH_INDEX_URL"].endswith("/whl/cpu")
+
+
+def test_device_plugin_runs_under_runtime_default_seccomp(stacks):
+    charts = [r for r in stacks["prod"].of_type("kubernetes:helm.sh/v4:Chart")
+              if r["inputs"].get("chart") == "nvidia-device-plugin"]
+    assert len(charts) == 1
+    assert charts[0]["inputs"]["values"]["podSecurityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}

@@ -122,3 +122,23 @@ def test_project_stack_configs_load_and_every_exemption_has_a_reason(stack):
     assert cfg.source == str(path)  # the file exists (a missing file would silently mean defaults)
     assert cfg.unreasoned() == []
     assert all(len(e.reason) >= 20 for e in cfg.all_exemptions()), "reasons explain, not just label"
+
+
+def test_third_party_exemptions_apply_but_are_not_called_stale_when_unseen(k8s, tmp_path):
+    cfg = load_pack_config(write(tmp_path, {"restrict-cluster-wide-secret-read": {"exemptions": [
+        {"kind": "ClusterRole", "name": "tekton-triggers-eventlistener-clusterroles", "thirdParty": True,
+         "reason": "vendor role, rendered only by the real engine"},
+        {"kind": "ClusterRole", "name": "vendor-role-not-rendered-here", "thirdParty": True, "reason": "vendor"},
+        {"kind": "ClusterRole", "name": "our-own-deleted-role", "reason": "stale"}]}}))
+    report = check_resources([secret_reader(k8s)], cfg)
+    assert [e.name for _, e in report.exempted] == ["tekton-triggers-eventlistener-clusterroles"]
+    summary = report.summary()
+    # An ordinary exemption that matches nothing is still reported as stale; a vendor one is counted.
+    assert [e["name"] for e in summary["unused_exemptions"]] == ["our-own-deleted-role"]
+    assert summary["third_party_exemptions_not_seen"] == 1
+
+
+def test_third_party_must_be_a_boolean(tmp_path):
+    with pytest.raises(PolicyConfigError, match=r"exemptions\[0\]\.thirdParty must be true or false"):
+        load_pack_config(write(tmp_path, {"restrict-host-path": {"exemptions": [
+            {"kind": "DaemonSet", "name": "x", "reason": "r", "thirdParty": "yes"}]}}))
