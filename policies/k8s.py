@@ -65,6 +65,22 @@ def is_kind(token: str, group: str, *kinds: str) -> bool:
     return gk is not None and gk[0] == group and gk[1] in kinds
 
 
+# --- service accounts ----------------------------------------------------------------------------
+
+def pod_service_account(pod: Mapping[str, Any]) -> str | None:
+    """The ServiceAccount a pod spec names, if any (serviceAccount is the deprecated alias)."""
+    sa = pod.get("serviceAccountName") or pod.get("serviceAccount")
+    return sa if isinstance(sa, str) and sa else None
+
+
+def event_listener_service_account(token: str, props: Mapping[str, Any]) -> str | None:
+    """The ServiceAccount of a Tekton Triggers EventListener, if this is one and it names one."""
+    if not is_kind(token, TRIGGERS, "EventListener"):
+        return None
+    sa = dig(props, "spec", "serviceAccountName")
+    return sa if isinstance(sa, str) and sa else None
+
+
 # --- RBAC ----------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -73,8 +89,6 @@ class Rule:
     api_groups: tuple[str, ...]
     resources: tuple[str, ...]
     verbs: tuple[str, ...]
-    resource_names: tuple[str, ...]
-    non_resource_urls: tuple[str, ...]
 
     @property
     def where(self) -> str:
@@ -101,8 +115,6 @@ def rules(props: Mapping[str, Any]) -> list[Rule]:
             api_groups=tuple(strings(r.get("apiGroups"))),
             resources=tuple(strings(r.get("resources"))),
             verbs=tuple(v.lower() for v in strings(r.get("verbs"))),
-            resource_names=tuple(strings(r.get("resourceNames"))),
-            non_resource_urls=tuple(strings(r.get("nonResourceURLs"))),
         ))
     return out
 

@@ -23,26 +23,25 @@ from pulumi_policy import (
 
 from .catalog import POLICIES
 from .model import Policy, PolicyResource, ResourceRef
-from .pack_config import EXEMPTIONS_SCHEMA, parse_exemptions
+from .pack_config import EXEMPTIONS_SCHEMA, Exemption, first_match, parse_exemptions
 
 PACK_NAME = "rag-platform-least-privilege"
 PACK_DESCRIPTION = ("Least-privilege RBAC and service accounts, and Pod Security Standards `restricted`, "
                     "for every rag-platform stack.")
 
 
-def _exemption(policy: Policy, config: Mapping[str, Any], resource: PolicyResource) -> str | None:
-    """The reason this resource is exempt under the policy's `--policy-pack-config` entry, if it is."""
-    for exemption in parse_exemptions(policy.name, config.get("exemptions"), "--policy-pack-config"):
-        if exemption.reason and exemption.matches(ResourceRef.of(resource), resource.name):
-            return exemption.reason
-    return None
+def _exemptions(policy: Policy, config: Mapping[str, Any]) -> tuple[Exemption, ...]:
+    """This policy's exemptions from its `--policy-pack-config` entry (the CLI hands each policy its own)."""
+    return parse_exemptions(policy.name, config.get("exemptions"), "--policy-pack-config")
 
 
 def _resource_validator(policy: Policy):
     def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-        resource = PolicyResource(args.resource_type, args.name, args.props, args.urn)
         findings = list(policy.resource_check(args.resource_type, args.props))
-        if findings and _exemption(policy, args.get_config(), resource) is None:
+        if not findings:
+            return
+        resource = PolicyResource(args.resource_type, args.name, args.props, args.urn)
+        if first_match(_exemptions(policy, args.get_config()), ResourceRef.of(resource), resource.name) is None:
             for message in findings:
                 report_violation(message, None)
     return validate
@@ -51,8 +50,9 @@ def _resource_validator(policy: Policy):
 def _stack_validator(policy: Policy):
     def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
         resources = [PolicyResource(r.resource_type, r.name, r.props, r.urn) for r in args.resources]
+        exemptions = _exemptions(policy, args.get_config())
         for resource, message in policy.stack_check(resources):
-            if _exemption(policy, args.get_config(), resource) is None:
+            if first_match(exemptions, ResourceRef.of(resource), resource.name) is None:
                 report_violation(message, resource.urn or None)
     return validate
 

@@ -92,16 +92,18 @@ class PackConfig:
 
     def exemption_for(self, policy: str, ref: ResourceRef, pulumi_name: str = "") -> Exemption | None:
         """The reasoned exemption that covers this resource, if any (unreasoned ones never apply)."""
-        for exemption in self.exemptions.get(policy, ()):
-            if exemption.reason and exemption.matches(ref, pulumi_name):
-                return exemption
-        return None
+        return first_match(self.exemptions.get(policy, ()), ref, pulumi_name)
 
     def unreasoned(self) -> list[Exemption]:
         return [e for items in self.exemptions.values() for e in items if not e.reason]
 
     def all_exemptions(self) -> list[Exemption]:
         return [e for items in self.exemptions.values() for e in items]
+
+
+def first_match(exemptions: Iterable[Exemption], ref: ResourceRef, pulumi_name: str = "") -> Exemption | None:
+    """The first reasoned exemption covering this resource (unreasoned ones never apply)."""
+    return next((e for e in exemptions if e.reason and e.matches(ref, pulumi_name)), None)
 
 
 def parse_exemptions(policy: str, raw: Any, where: str) -> tuple[Exemption, ...]:
@@ -172,7 +174,7 @@ def parse_pack_config(data: Any, source: str | None = None, known_policies: Iter
     return PackConfig(source, all_level, levels, exemptions)
 
 
-def load_pack_config(path: Path | str | None, known_policies: Iterable[str] | None = None) -> PackConfig:
+def load_pack_config(path: Path | str | None, known_policies: Iterable[str]) -> PackConfig:
     """Read a `--policy-pack-config` file; None or a missing file gives the pack's defaults."""
     if path is None:
         return PackConfig()
@@ -189,8 +191,4 @@ def load_pack_config(path: Path | str | None, known_policies: Iterable[str] | No
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise PolicyConfigError(f"{path}:{e.lineno}: invalid JSON: {e.msg}") from e
-    if known_policies is None:
-        from .catalog import policy_names  # late: catalog imports every policy module
-
-        known_policies = policy_names()
     return parse_pack_config(data, str(path), known_policies)

@@ -5,33 +5,27 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from .k8s import RBAC, TRIGGERS, as_list, as_map, dig, is_kind, pod_templates, tekton_runs
+from .k8s import (RBAC, TRIGGERS, as_list, as_map, dig, event_listener_service_account, is_kind,
+                  pod_service_account, pod_templates, tekton_runs)
 from .model import Policy
-
-
-def _pod_service_account(pod: Mapping[str, Any]) -> str | None:
-    sa = pod.get("serviceAccountName") or pod.get("serviceAccount")  # serviceAccount: deprecated alias
-    return sa if isinstance(sa, str) and sa else None
 
 
 def explicit_service_account(token: str, props: Mapping[str, Any]) -> Iterator[str]:
     for pod in pod_templates(token, props):
-        if not pod.tekton and _pod_service_account(pod.pod) is None:
+        if not pod.tekton and pod_service_account(pod.pod) is None:
             yield (f"{pod.path}.serviceAccountName is not set, so the pod runs as the namespace's 'default' "
                    f"ServiceAccount; create a ServiceAccount for this workload and set serviceAccountName.")
-    if is_kind(token, TRIGGERS, "EventListener"):
-        sa = dig(props, "spec", "serviceAccountName")
-        if not (isinstance(sa, str) and sa):
+    if is_kind(token, TRIGGERS, "EventListener") and event_listener_service_account(token, props) is None:
             yield ("spec.serviceAccountName is not set; give the EventListener its own ServiceAccount bound "
                    "to the Tekton Triggers EventListener roles.")
 
 
 def default_service_account(token: str, props: Mapping[str, Any]) -> Iterator[str]:
     for pod in pod_templates(token, props):
-        if not pod.tekton and _pod_service_account(pod.pod) == "default":
+        if not pod.tekton and pod_service_account(pod.pod) == "default":
             yield (f"{pod.path}.serviceAccountName is 'default'; create a dedicated ServiceAccount for this "
                    f"workload and bind only the rights it needs to that.")
-    if is_kind(token, TRIGGERS, "EventListener") and dig(props, "spec", "serviceAccountName") == "default":
+    if event_listener_service_account(token, props) == "default":
         yield "spec.serviceAccountName is 'default'; give the EventListener its own ServiceAccount."
     if is_kind(token, RBAC, "RoleBinding", "ClusterRoleBinding"):
         for i, subject in enumerate(as_list(props.get("subjects"))):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from .k8s import RBAC, TRIGGERS, as_map, dig, is_kind, is_parameter, pod_templates, tekton_runs
+from .k8s import (RBAC, as_map, event_listener_service_account, is_kind, is_parameter, pod_service_account,
+                  pod_templates, tekton_runs)
 from .model import Policy, PolicyResource
 
 _AGGREGATE_LABEL = "rbac.authorization.k8s.io/aggregate-to-"
@@ -18,17 +19,15 @@ def _same_namespace(a: str | None, b: str | None) -> bool:
 def _service_account_references(r: PolicyResource) -> Iterator[tuple[str, str | None, str]]:
     """(where, namespace, name) for every ServiceAccount this resource makes pods run as."""
     for pod in pod_templates(r.type, r.props):
-        if not pod.tekton:
-            sa = pod.pod.get("serviceAccountName") or pod.pod.get("serviceAccount")
-            if isinstance(sa, str) and sa:
-                yield f"{pod.path}.serviceAccountName", r.namespace, sa
+        sa = None if pod.tekton else pod_service_account(pod.pod)
+        if sa:
+            yield f"{pod.path}.serviceAccountName", r.namespace, sa
     for run in tekton_runs(r.type, r.props):
         if run.service_account:
             yield run.path, run.namespace or r.namespace, run.service_account
-    if is_kind(r.type, TRIGGERS, "EventListener"):
-        sa = dig(r.props, "spec", "serviceAccountName")
-        if isinstance(sa, str) and sa:
-            yield "spec.serviceAccountName", r.namespace, sa
+    listener_sa = event_listener_service_account(r.type, r.props)
+    if listener_sa:
+        yield "spec.serviceAccountName", r.namespace, listener_sa
 
 
 def service_accounts_exist(resources: Sequence[PolicyResource]) -> Iterator[tuple[PolicyResource, str]]:
