@@ -11,11 +11,13 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.decision import Action, Plan
+from agent.decision import Action, Plan, decide
 from agent.generation import Answer, Generator
 from agent.observability import Metrics
+from agent.perception import Perception, perceive
 from agent.plugins import ToolError, ToolRegistry
 from agent.retrieval import Retriever
+from agent.stores.sessions import Message
 from agent.stores.vectors import Hit
 
 log = logging.getLogger(__name__)
@@ -52,10 +54,20 @@ class Executor:
             return Outcome(reply)
         return await self.answer(plan.query)
 
-    async def answer(self, query: str, top_k: int | None = None) -> Outcome:
-        passages = await self.retriever.search(query, top_k or self.top_k)
+    async def respond(self, message: str, history: list[Message]) -> tuple[Perception, Outcome]:
+        """One conversational turn through the three layers; /chat and /v1/chat/completions share it."""
+        perception = perceive(message, has_history=any(m.role == "user" for m in history))
+        plan = decide(perception, history, self.tools.allowed)
+        outcome = await self.run(plan)
+        self.metrics.chat_intents.labels(perception.intent.value).inc()
+        return perception, outcome
+
+    async def answer(self, query: str) -> Outcome:
+        # Embed once: retrieval searches with the vector, the support check compares against it.
+        vector = (await self.retriever.embed([query]))[0]
+        passages = await self.retriever.search(query, self.top_k, vector=vector)
         with self.metrics.generation_duration.labels(self.generator.name).time():
-            answer: Answer = await self.generator.generate(query, passages)
+            answer: Answer = await self.generator.generate(query, passages, question_vector=vector)
         if not answer.supported:
             self.metrics.unsupported_answers.inc()
         return Outcome(answer.text, answer.citations, answer.supported)

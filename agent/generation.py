@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import anyio
+import numpy as np
 import httpx
 
 from agent.embeddings import Encoder
@@ -45,7 +46,8 @@ class GeneratorUnavailable(RuntimeError):
 class Generator(Protocol):
     name: str
 
-    async def generate(self, question: str, passages: list[Hit]) -> Answer: ...
+    async def generate(self, question: str, passages: list[Hit],
+                       question_vector: np.ndarray | None = None) -> Answer: ...
 
 
 @dataclass
@@ -67,18 +69,25 @@ class SupportScorer:
         self.encoder = encoder
         self.min_score = min_score
 
-    async def supported(self, question: str, passages: list[Hit]) -> list[_Scored] | None:
+    async def supported(self, question: str, passages: list[Hit],
+                        question_vector: np.ndarray | None = None) -> list[_Scored] | None:
         """Scored sentences if the best one clears min_score, else None: every backend answers
         "not found" on the same rule, so an unsupported question never reaches an LLM."""
-        scored = await self.score(question, passages)
+        scored = await self.score(question, passages, question_vector)
         return scored if scored and scored[0].score >= self.min_score else None
 
-    async def score(self, question: str, passages: list[Hit]) -> list[_Scored]:
+    async def score(self, question: str, passages: list[Hit],
+                    question_vector: np.ndarray | None = None) -> list[_Scored]:
+        """`question_vector`: the embedding retrieval already computed (saves encoding it again)."""
         items = [(i, s) for i, p in enumerate(passages) for s in split_sentences(p.text)]
         if not items:
             return []
-        vectors = await anyio.to_thread.run_sync(self.encoder.encode, [question] + [s for _, s in items])
-        sims = vectors[1:] @ vectors[0]
+        if question_vector is None:
+            vectors = await anyio.to_thread.run_sync(self.encoder.encode, [question] + [s for _, s in items])
+            question_vector, vectors = vectors[0], vectors[1:]
+        else:
+            vectors = await anyio.to_thread.run_sync(self.encoder.encode, [s for _, s in items])
+        sims = vectors @ question_vector
         scored = [_Scored(i, s, float(v)) for (i, s), v in zip(items, sims, strict=True)]
         return sorted(scored, key=lambda x: x.score, reverse=True)
 
@@ -90,8 +99,9 @@ class ExtractiveGenerator:
         self.scorer = scorer
         self.max_sentences = max_sentences
 
-    async def generate(self, question: str, passages: list[Hit]) -> Answer:
-        scored = await self.scorer.supported(question, passages)
+    async def generate(self, question: str, passages: list[Hit],
+                       question_vector: np.ndarray | None = None) -> Answer:
+        scored = await self.scorer.supported(question, passages, question_vector)
         if scored is None:
             return Answer(NOT_FOUND, [], supported=False, backend=self.name)
         # Keep sentences close to the best one: a second fact is welcome, filler is not.
@@ -125,8 +135,9 @@ class OpenAIGenerator:
         self.scorer = scorer
         self.max_tokens = max_tokens
 
-    async def generate(self, question: str, passages: list[Hit]) -> Answer:
-        scored = await self.scorer.supported(question, passages)
+    async def generate(self, question: str, passages: list[Hit],
+                       question_vector: np.ndarray | None = None) -> Answer:
+        scored = await self.scorer.supported(question, passages, question_vector)
         if scored is None:
             return Answer(NOT_FOUND, [], supported=False, backend=self.name)
         context = "\n\n".join(f"[{i + 1}] {p.text}" for i, p in enumerate(passages))

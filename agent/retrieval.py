@@ -56,9 +56,11 @@ class Retriever:
         with self.metrics.time(self.metrics.embedding_duration):
             return await anyio.to_thread.run_sync(self.encoder.encode, texts)
 
-    async def search(self, query: str, top_k: int) -> list[Hit]:
+    async def search(self, query: str, top_k: int, vector=None) -> list[Hit]:
+        """Hybrid search; pass `vector` when the query is already embedded."""
         with self.metrics.time(self.metrics.retrieval_duration):
-            vector = (await self.embed([query]))[0]
+            if vector is None:
+                vector = (await self.embed([query]))[0]
             return await self._call("hybrid_search", query, vector, top_k)
 
     async def ingest(self, documents: list[tuple[str, str, dict[str, Any]]]) -> IngestResult:

@@ -97,13 +97,8 @@ async def http_load(base_url: str, messages: list[str], concurrency: int) -> tup
 
 def in_process_pipeline(resources):
     """The work /chat does, minus HTTP, auth, middleware and the session store."""
-    from agent.decision import decide
-    from agent.perception import perceive
-
     async def call(message: str) -> None:
-        perception = perceive(message, has_history=False)
-        plan = decide(perception, [], resources.tools.allowed)
-        await resources.executor.run(plan)
+        await resources.executor.respond(message, [])
 
     return call
 

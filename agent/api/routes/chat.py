@@ -16,8 +16,6 @@ from agent.api.models import (
     SessionMessage,
     SessionResponse,
 )
-from agent.decision import decide
-from agent.perception import perceive
 from agent.stores.sessions import Message
 
 router = APIRouter(tags=["chat"])
@@ -31,10 +29,7 @@ async def chat(body: ChatRequest, caller: Caller = Depends(require_caller),
     enforce_limit(body.message, res.settings.max_message_chars, ("body", "message"))
     session_id = body.session_id or uuid.uuid4().hex
     history = await res.sessions.history(caller.id, session_id)      # 503 when Redis is down
-    perception = perceive(body.message, has_history=bool(history))
-    plan = decide(perception, history, res.tools.allowed)
-    outcome = await res.executor.run(plan)
-    res.metrics.chat_intents.labels(perception.intent.value).inc()
+    perception, outcome = await res.executor.respond(body.message, history)
     citations = [HitOut(**h.__dict__) for h in outcome.citations]
     await res.sessions.append(
         caller.id, session_id,

@@ -24,8 +24,7 @@ from agent.api.models import (
     HitOut,
     Usage,
 )
-from agent.decision import decide
-from agent.perception import Intent, perceive
+from agent.perception import Intent
 from agent.stores.sessions import Message
 
 router = APIRouter(tags=["openai"], dependencies=[Depends(require_caller)])
@@ -42,10 +41,7 @@ async def chat_completions(body: ChatCompletionRequest, res: Resources = Depends
     enforce_limit(question, res.settings.max_message_chars, ("body", "messages", str(last), "content"))
     history = [Message(m.role, m.text(), intent=Intent.QUESTION.value if m.role == "user" else None)
                for m in body.messages[:last] if m.role in ("user", "assistant")]
-    perception = perceive(question, has_history=any(m.role == "user" for m in history))
-    plan = decide(perception, history, res.tools.allowed)
-    outcome = await res.executor.run(plan)
-    res.metrics.chat_intents.labels(perception.intent.value).inc()
+    _, outcome = await res.executor.respond(question, history)
 
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
