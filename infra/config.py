@@ -262,7 +262,7 @@ def _format_errors(stack: str, exc: ValidationError) -> str:
         if err["type"] == "missing":
             fix = f"add `{key}` to {stack_file(stack)}" + (f" ({hint})" if hint else "")
         elif err["type"] == "extra_forbidden":
-            fix = f"remove or rename `{key}` (unknown key; see docs/platform.md for the allowed keys)"
+            fix = f"remove or rename `{key}` (unknown key; the allowed keys are the fields of the models in infra/config.py)"
         else:
             fix = f"set `{key}` to a valid value" + (f": {hint}" if hint else "")
         lines.append(f"  - {key}: {msg}\n    fix: {fix}")

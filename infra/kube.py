@@ -28,7 +28,6 @@ class Namespaces:
     milvus: str
     ci: str
     gpu: str
-    rollouts: str = "argo-rollouts"
     karpenter: str = "kube-system"
     device_plugin: str = "nvidia-device-plugin"
 
@@ -59,6 +58,12 @@ def metadata(name: str, namespace: str | None, lbls: dict[str, str], **extra: An
         meta["namespace"] = namespace
     meta.update({k: v for k, v in extra.items() if v})
     return meta
+
+
+def agent_peer(ns: Namespaces, env: str) -> dict[str, Any]:
+    """NetworkPolicy peer: the agent's pods, and nothing else in its namespace."""
+    return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns.app}},
+            "podSelector": {"matchLabels": selector("agent", env)}}
 
 
 def pod_security_context(uid: int = 10001, fs_group: int | None = None) -> dict[str, Any]:

@@ -38,7 +38,7 @@ def build_platform(cfg: StackConfig) -> dict[str, object]:
     rollouts = ArgoRollouts("argo-rollouts", cfg, ns, ns_dep)
     gpu = GpuPlatform("gpu", cfg, ns, secrets.names.model_server,
                       pulumi.ResourceOptions(provider=provider, depends_on=[namespaces, secrets]))
-    tekton = Tekton("tekton", cfg, opts)
+    tekton = Tekton("tekton", opts)
 
     # Apps. The generator is the in-cluster model server, an external API, or none (extractive).
     generator = gpu.generator

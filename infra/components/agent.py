@@ -44,7 +44,7 @@ class GeneratorEndpoint:
 
 
 def build_env(cfg: StackConfig, ns: Namespaces, redis: RedisEndpoints, milvus_uri: str,
-              generator: GeneratorEndpoint | None, has_generator_key: bool) -> dict[str, str]:
+              generator: GeneratorEndpoint | None) -> dict[str, str]:
     """The AGENT_* contract. Secrets are *_FILE paths into the mounted Secret, never values."""
     a = cfg.agent
     env = {
@@ -65,9 +65,10 @@ def build_env(cfg: StackConfig, ns: Namespaces, redis: RedisEndpoints, milvus_ur
         env["AGENT_REDIS_SENTINEL_MASTER"] = redis.master_name
     if generator is not None:
         env |= {"AGENT_GENERATOR": "openai", "AGENT_GENERATOR_BASE_URL": generator.base_url,
-                "AGENT_GENERATOR_MODEL": generator.model}
-        if has_generator_key:
-            env["AGENT_GENERATOR_API_KEY_FILE"] = f"{SECRETS_DIR}/generator-api-key"
+                "AGENT_GENERATOR_MODEL": generator.model,
+                # Every generator has a key: the model server's generated one, or llmApiKey
+                # (config validation requires it for an external generator).
+                "AGENT_GENERATOR_API_KEY_FILE": f"{SECRETS_DIR}/generator-api-key"}
     return env
 
 
@@ -259,8 +260,7 @@ class Agent(pulumi.ComponentResource):
                  redis: RedisEndpoints, milvus_uri: str, generator: GeneratorEndpoint | None,
                  rollouts: ArgoRollouts, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("rag-platform:agent:Agent", name, None, opts)
-        has_key = generator is not None and (cfg.gpu.enabled or cfg.llmApiKey is not None)
-        env_vars = build_env(cfg, ns, redis, milvus_uri, generator, has_key)
+        env_vars = build_env(cfg, ns, redis, milvus_uri, generator)
         manifests = build_manifests(cfg, ns, secrets.agent, env_vars)
         self.namespace = ns.app
         self.internal_url = f"http://{NAME}-stable.{ns.app}.svc.cluster.local"

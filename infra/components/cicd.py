@@ -19,7 +19,8 @@ import pulumi_kubernetes as k8s
 from infra import versions
 from infra.components.secrets import SecretNames
 from infra.config import StackConfig
-from infra.kube import KubeObject, Manifest, Namespaces, labels, metadata
+from infra.kube import (KubeObject, Manifest, Namespaces, container_security_context, labels, metadata,
+                        pod_security_context)
 
 RUNNER_UID = 65532
 PIPELINE = "agent-release"
@@ -28,8 +29,8 @@ RUNNER_SA, DEPLOYER_SA, LISTENER_SA = "pipeline-runner", "pipeline-deployer", "t
 
 
 def step_security(uid: int = RUNNER_UID) -> dict:
-    return {"allowPrivilegeEscalation": False, "runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid,
-            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
+    # Steps write into their image's filesystem (pip caches, build output), so not read-only.
+    return container_security_context(uid) | {"readOnlyRootFilesystem": False}
 
 
 # kaniko unpacks image layers as root inside its container (no privileged mode, no host access).
@@ -195,8 +196,7 @@ def build_triggers(cfg: StackConfig, ns: Namespaces, secrets: SecretNames, has_r
     env = cfg.environment
     lbl = labels(LISTENER, "ci-trigger", env)
     docker_config = ({"secret": {"secretName": secrets.registry}} if has_registry_secret else {"emptyDir": {}})
-    pod_security = {"runAsNonRoot": True, "runAsUser": RUNNER_UID, "runAsGroup": RUNNER_UID, "fsGroup": RUNNER_UID,
-                    "seccompProfile": {"type": "RuntimeDefault"}}
+    pod_security = pod_security_context(RUNNER_UID)
     pipeline_run = {
         "apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
         "metadata": {"generateName": f"{PIPELINE}-", "namespace": ns.ci,
@@ -282,7 +282,7 @@ def build_network_policies(cfg: StackConfig, ns: Namespaces) -> list[Manifest]:
 class Tekton(pulumi.ComponentResource):
     """Tekton Pipelines, Triggers and the core interceptors, from pinned release manifests."""
 
-    def __init__(self, name: str, cfg: StackConfig, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("rag-platform:cicd:Tekton", name, None, opts)
         self.pipelines = k8s.yaml.v2.ConfigFile("tekton-pipelines", file=versions.TEKTON_PIPELINES_URL,
                                                 opts=pulumi.ResourceOptions(parent=self))

@@ -14,7 +14,7 @@ import pulumi_kubernetes as k8s
 from infra import versions
 from infra.components.agent import GeneratorEndpoint
 from infra.config import GpuPool, StackConfig
-from infra.kube import (KubeObject, Manifest, Namespaces, container_security_context, labels, metadata,
+from infra.kube import (KubeObject, agent_peer, Manifest, Namespaces, container_security_context, labels, metadata,
                         pod_security_context, selector)
 
 POOL_LABEL = "rag-platform/gpu-pool"
@@ -148,8 +148,7 @@ def build_model_server(cfg: StackConfig, ns: Namespaces, secret_name: str) -> li
         {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
          "metadata": metadata(f"{MODEL_SERVER}-traffic", ns.gpu, labels(MODEL_SERVER, "network-policy", env)),
          "spec": {"podSelector": {"matchLabels": sel}, "policyTypes": ["Ingress", "Egress"],
-                  "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns.app}},
-                                         "podSelector": {"matchLabels": selector("agent", env)}}],
+                  "ingress": [{"from": [agent_peer(ns, env)],
                                "ports": [{"protocol": "TCP", "port": MODEL_PORT}]}],
                   # Model weights are downloaded over HTTPS on first start.
                   "egress": [{"ports": [{"protocol": "TCP", "port": 443}]}]}},

@@ -14,7 +14,7 @@ import pulumi_kubernetes as k8s
 
 from infra import versions
 from infra.config import StackConfig
-from infra.kube import KubeObject, Manifest, Namespaces, labels, metadata, selector
+from infra.kube import KubeObject, Manifest, Namespaces, agent_peer, labels, metadata, selector
 
 PORT = 19530
 RELEASE = "milvus"
@@ -58,8 +58,7 @@ def build_network_policies(cfg: StackConfig, ns: Namespaces) -> list[Manifest]:
             "podSelector": {}, "policyTypes": ["Ingress", "Egress"],
             "ingress": [
                 {"from": [{"podSelector": {}}]},  # Milvus, etcd, MinIO, Pulsar talk to each other
-                {"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns.app}},
-                           "podSelector": {"matchLabels": selector("agent", env)}}],
+                {"from": [agent_peer(ns, env)],
                  "ports": [{"protocol": "TCP", "port": PORT}]},
             ],
             "egress": [{"to": [{"podSelector": {}}]}],

@@ -63,7 +63,6 @@ class PlatformNamespaces(pulumi.ComponentResource):
     def __init__(self, name: str, cfg: StackConfig, ns: Namespaces,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("rag-platform:namespaces:PlatformNamespaces", name, None, opts)
-        self.names = ns
         self.namespaces: dict[str, KubeObject] = {}
         for manifest in build_namespaces(cfg, ns):
             obj = KubeObject(manifest, pulumi.ResourceOptions(parent=self))
@@ -72,6 +71,3 @@ class PlatformNamespaces(pulumi.ComponentResource):
         for ns_name, ns_obj in self.namespaces.items():
             self.policies += register_all(build_default_deny(ns_name, cfg.environment), self, [ns_obj])
         self.register_outputs({"namespaces": list(self.namespaces)})
-
-    def ns(self, name: str) -> KubeObject:
-        return self.namespaces[name]

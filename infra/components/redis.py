@@ -14,7 +14,7 @@ import pulumi
 
 from infra import versions
 from infra.config import StackConfig
-from infra.kube import (KubeObject, Manifest, Namespaces, container_security_context, labels, metadata,
+from infra.kube import (KubeObject, agent_peer, Manifest, Namespaces, container_security_context, labels, metadata,
                         pod_security_context, selector)
 
 REDIS_UID = 999  # the `redis` user of the official image
@@ -126,7 +126,7 @@ def _container(name: str, image: str, script: str, port: int, mounts: list[dict]
     return c
 
 
-def build_redis(cfg: StackConfig, ns: Namespaces, secret_name: str, agent_ns: str) -> list[Manifest]:
+def build_redis(cfg: StackConfig, ns: Namespaces, secret_name: str) -> list[Manifest]:
     env, r = cfg.environment, cfg.redis
     lbl = labels("redis", "cache", env) | {PEER_LABEL: "true"}
     sel = selector("redis", env)
@@ -193,7 +193,7 @@ def build_redis(cfg: StackConfig, ns: Namespaces, secret_name: str, agent_ns: st
             _pdb("redis-sentinel", ns.data, slbl, ssel),
         ]
         out.append(_pdb("redis", ns.data, lbl, sel))
-    out.append(build_network_policy(cfg, ns, agent_ns))
+    out.append(build_network_policy(cfg, ns))
     return out
 
 
@@ -208,11 +208,10 @@ def _pdb(name: str, ns: str, lbl: dict, sel: dict) -> Manifest:
             "spec": {"maxUnavailable": 1, "selector": {"matchLabels": sel}}}
 
 
-def build_network_policy(cfg: StackConfig, ns: Namespaces, agent_ns: str) -> Manifest:
+def build_network_policy(cfg: StackConfig, ns: Namespaces) -> Manifest:
     """Only the agent (and Redis peers, for replication and Sentinel) may reach Redis."""
     peers = {"podSelector": {"matchLabels": {PEER_LABEL: "true"}}}
-    agent = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": agent_ns}},
-             "podSelector": {"matchLabels": selector("agent", cfg.environment)}}
+    agent = agent_peer(ns, cfg.environment)
     ports = [{"protocol": "TCP", "port": PORT}, {"protocol": "TCP", "port": SENTINEL_PORT}]
     return {
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
@@ -231,5 +230,5 @@ class Redis(pulumi.ComponentResource):
         super().__init__("rag-platform:redis:Redis", name, None, opts)
         self.endpoints = endpoints(cfg, ns)
         self.objects = [KubeObject(m, pulumi.ResourceOptions(parent=self)) for m in
-                        build_redis(cfg, ns, secret_name, ns.app)]
+                        build_redis(cfg, ns, secret_name)]
         self.register_outputs({"url": self.endpoints.url, "sentinelHosts": self.endpoints.sentinel_hosts})

@@ -56,14 +56,14 @@ class ArgoRollouts(pulumi.ComponentResource):
     """The Argo Rollouts controller for this environment (its CRDs included)."""
 
     def __init__(self, name: str, cfg: StackConfig, ns: Namespaces,
-                 opts: pulumi.ResourceOptions | None = None, depends_on: list[pulumi.Resource] | None = None) -> None:
+                 opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("rag-platform:rollouts:ArgoRollouts", name, None, opts)
         self.namespace = ns.app
         self.chart = k8s.helm.v4.Chart(
             "argo-rollouts", chart=versions.ARGO_ROLLOUTS_CHART, version=versions.ARGO_ROLLOUTS_CHART_VERSION,
             repository_opts=k8s.helm.v4.RepositoryOptsArgs(repo=versions.ARGO_ROLLOUTS_REPO),
             name="argo-rollouts", namespace=ns.app, values=build_values(cfg),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on or []))
-        self.policies = [KubeObject(m, pulumi.ResourceOptions(parent=self, depends_on=depends_on or []))
+            opts=pulumi.ResourceOptions(parent=self))
+        self.policies = [KubeObject(m, pulumi.ResourceOptions(parent=self))
                          for m in build_network_policies(cfg, ns)]
         self.register_outputs({"namespace": self.namespace})

@@ -97,7 +97,7 @@ def test_cluster_services_and_agent():
     agent = Agent("t-agent", c, ns, secrets=SecretNames(), redis=Redis("t-redis2", c, ns, "redis-auth").endpoints,
                   milvus_uri=milvus.uri, generator=gpu.generator, rollouts=rollouts)
     assert agent.rollout.kind == "Rollout"
-    tekton = Tekton("t-tekton", c)
+    tekton = Tekton("t-tekton")
     pipeline = AgentPipeline("t-pipeline", c, ns, tekton=tekton, secrets=SecretNames(), has_registry_secret=False)
     assert [t.manifest["metadata"]["name"] for t in pipeline.tasks] == [
         "fetch-source", "unit-tests", "evaluation-gate", "build-push", "deploy-rollout"]

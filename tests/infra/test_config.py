@@ -144,7 +144,7 @@ def test_external_generator_reaches_the_agent_env_and_its_egress():
     ns = Namespaces.for_env("dev")
 
     env = build_env(cfg, ns, RedisEndpoints("redis://r:6379/0", None, "mymaster"), "http://milvus:19530",
-                    GeneratorEndpoint(cfg.generator.baseUrl, cfg.generator.model), True)
+                    GeneratorEndpoint(cfg.generator.baseUrl, cfg.generator.model))
     assert env["AGENT_GENERATOR"] == "openai" and env["AGENT_GENERATOR_BASE_URL"] == "https://llm.example.com/v1"
     assert env["AGENT_GENERATOR_API_KEY_FILE"].endswith("/generator-api-key")
     egress = build_network_policy(cfg, ns)["spec"]["egress"]
