@@ -77,9 +77,7 @@ class Executor:
         try:
             result = await self.tools.invoke(plan.tool, plan.arguments)
         except ToolError as exc:
-            self.metrics.tool_calls.labels(plan.tool, "refused").inc()
             return Outcome(f"I could not run {plan.tool}: {exc}", supported=False, tool=plan.tool)
-        self.metrics.tool_calls.labels(plan.tool, "ok").inc()
         if isinstance(result, dict) and "value" in result and "expression" in result:
             text = f"{result['expression']} = {result['value']}"
         else:

@@ -74,7 +74,7 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
             generator = OpenAIGenerator(http_client, settings.generator_model, scorer, settings.generator_max_tokens)
         else:
             generator = ExtractiveGenerator(scorer)
-        registry = builtin_registry(settings, retriever)
+        registry = builtin_registry(settings, retriever, calls=metrics.tool_calls)
         for tool in extra_tools:
             registry.register(tool)
         app.state.resources = Resources(

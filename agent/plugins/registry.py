@@ -59,7 +59,10 @@ class Tool:
 
 
 class ToolRegistry:
-    def __init__(self, allowed: frozenset[str] | set[str], default_timeout: float = 5.0) -> None:
+    def __init__(self, allowed: frozenset[str] | set[str], default_timeout: float = 5.0,
+                 calls: Any = None) -> None:
+        # `calls`: a Counter labelled (tool, outcome). Counted here, once, whoever invokes the tool.
+        self.calls = calls
         self._tools: dict[str, Tool] = {}
         self.allowed = frozenset(allowed)
         self.default_timeout = default_timeout
@@ -82,6 +85,20 @@ class ToolRegistry:
         return [self._tools[n] for n in sorted(self._tools) if n in self.allowed]
 
     async def invoke(self, name: str, arguments: dict[str, Any]) -> Any:
+        try:
+            result = await self._invoke(name, arguments)
+        except ToolError as exc:
+            self._count(name, type(exc).__name__)
+            raise
+        self._count(name, "ok")
+        return result
+
+    def _count(self, name: str, outcome: str) -> None:
+        if self.calls is not None:
+            # Only allowed names become label values: callers cannot grow the label set at will.
+            self.calls.labels(name if name in self.allowed else "other", outcome).inc()
+
+    async def _invoke(self, name: str, arguments: dict[str, Any]) -> Any:
         tool = self.get(name)
         try:
             args = tool.arguments.model_validate(arguments)

@@ -107,3 +107,27 @@ def test_chat_does_not_call_a_tool_that_is_not_allowed(make_settings, encoder) -
         assert body["intent"] == "tool_call"
         assert body["tool_result"] is None
         assert "42" not in body["answer"]
+
+
+def _tool_count(client: TestClient, tool: str, outcome: str) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith("agent_tool_invocations_total{") and f'tool="{tool}"' in line \
+                and f'outcome="{outcome}"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_tool_calls_are_counted_once_the_same_way_from_invoke_and_chat(client):
+    ok, bad = _tool_count(client, "calculator", "ok"), _tool_count(client, "calculator", "ToolArgumentsInvalid")
+    other = _tool_count(client, "other", "ToolNotAllowed")
+    refused = _tool_count(client, "calculator", "ToolError")
+    assert invoke(client, "calculator", {"expression": "2+3"}).status_code == 200
+    assert invoke(client, "calculator", {"expression": "1/0"}).status_code == 400
+    assert "could not run calculator" in client.post("/chat", json={"message": "calculate 1/0"}, headers=AUTH).json()["answer"]
+    assert client.post("/chat", json={"message": "calculate 6*7"}, headers=AUTH).json()["answer"].endswith("42")
+    assert invoke(client, "calculator", {"nope": 1}).status_code == 422
+    assert invoke(client, "retrieve", {"query": "x"}).status_code == 403   # registered, not allow-listed
+    assert _tool_count(client, "calculator", "ok") == ok + 2
+    assert _tool_count(client, "calculator", "ToolArgumentsInvalid") == bad + 1
+    assert _tool_count(client, "other", "ToolNotAllowed") == other + 1   # label set stays bounded
+    assert _tool_count(client, "calculator", "ToolError") == refused + 2   # /invoke and /chat alike
