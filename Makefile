@@ -36,7 +36,9 @@ $(STAMP): pyproject.toml
 preview: $(STAMP)
 	$(PY) -m infra.preview --all --out $(PREVIEW_DIR)
 
-# Each stack's manifests with that stack's exemptions (stack policies need one stack at a time).
+# The standalone checker on the rendered YAML, per stack with its exemptions: the path that
+# third-party manifests (helm template, release.yaml) take. The preview already ran the same
+# policies in-process on the same resources; this checks the YAML route end to end.
 policy-check: preview
 	@set -e; for f in stacks/Pulumi.*.yaml; do s=$${f#stacks/Pulumi.}; s=$${s%.yaml}; \
 		echo "== $$s"; $(PY) -m policies check $(PREVIEW_DIR)/$$s/manifests.yaml --config stacks/policy/$$s.json; done

@@ -11,7 +11,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -86,17 +86,6 @@ def latency_ms(samples_s: Sequence[float]) -> dict[str, float]:
     ms = [s * 1000 for s in samples_s]
     return {"p50": round(percentile(ms, 50), 3), "p95": round(percentile(ms, 95), 3),
             "mean": round(sum(ms) / len(ms), 3), "n": len(ms)}
-
-
-def best_of(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
-    """Fastest of `repeats` runs (the least disturbed by other work on a shared machine)."""
-    best = float("inf")
-    out = None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, out
 
 
 def progress(items: Iterable[T], total: int | None, desc: str) -> Iterator[T]:

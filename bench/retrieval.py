@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from agent.eval import metrics as m
+
 from bench.common import Result, RunContext, latency_ms, log, progress, rss_mb
 from bench.corpus import ChunkRef, make_queries, relevant_chunks
 
@@ -79,12 +81,10 @@ def exact_top_k(matrix: np.ndarray, vector: np.ndarray, k: int) -> np.ndarray:
 
 
 def quality(ranked: list[list[int]], relevant: list[set[int]], k: int = K) -> dict[str, float]:
-    hits, rr = [], []
-    for ids, rel in zip(ranked, relevant, strict=True):
-        rank = next((i for i, c in enumerate(ids[:k], start=1) if c in rel), None)
-        hits.append(0.0 if rank is None else 1.0)
-        rr.append(0.0 if rank is None else 1.0 / rank)
-    return {"hit_at_10": round(float(np.mean(hits)), 4), "mrr_at_10": round(float(np.mean(rr)), 4)}
+    """hit@k and MRR@k with the evaluation gate's own metric functions."""
+    pairs = list(zip(ranked, relevant, strict=True))
+    return {"hit_at_10": round(m.mean([m.hit_at_k(ids, rel, k) for ids, rel in pairs]), 4),
+            "mrr_at_10": round(m.mean([m.reciprocal_rank(ids, rel, k) for ids, rel in pairs]), 4)}
 
 
 def measure_size(n: int, chunks: list[ChunkRef], vectors: np.ndarray, queries, relevant, qvecs, dim: int,
@@ -155,14 +155,15 @@ def measure_golden(ctx: RunContext, workdir: Path) -> dict:
             chunk_lists = {"hybrid": hybrid_search(store, q, qv, depth), "dense": dense_search(store, qv, depth),
                            "bm25": bm25_search(store, q, depth)}
             for mode, ids in chunk_lists.items():
-                ranked[mode].append(list(dict.fromkeys(doc_of[i] for i in ids))[:GOLDEN_K])
+                ranked[mode].append(m.dedupe_ranked(doc_of[i] for i in ids))
     finally:
         store.close()
     relevant = [set(item.question.relevant_document_ids) for item in items]
     out = {}
     for mode, lists in ranked.items():
-        rr = [next((1.0 / r for r, d in enumerate(docs_, 1) if d in rel), 0.0) for docs_, rel in zip(lists, relevant)]
-        out[mode] = {"mrr_at_5": round(float(np.mean(rr)), 4), "hit_at_5": round(float(np.mean([x > 0 for x in rr])), 4)}
+        pairs = list(zip(lists, relevant, strict=True))
+        out[mode] = {"mrr_at_5": round(m.mean([m.reciprocal_rank(d, rel, GOLDEN_K) for d, rel in pairs]), 4),
+                     "hit_at_5": round(m.mean([m.hit_at_k(d, rel, GOLDEN_K) for d, rel in pairs]), 4)}
     return {"questions": len(items), "documents": len(docs), "chunks": len(pieces), "quality": out}
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import logging
 import os
 import sys
@@ -16,31 +15,21 @@ import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from agent.eval import gate as g
 from agent.eval.client import AgentError, AgentUnreachable, in_process_client, remote_client
 from agent.eval.dataset import InputError, load_corpus, load_dataset, unknown_relevant_ids
 from agent.eval.report import build_report, write_report
 from agent.eval.runner import aggregate, ingest, run
+from agent.observability import JsonFormatter
 
 EXIT_PASSED, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
 log = logging.getLogger("agent.eval")
 
 
-class _JsonFormatter(logging.Formatter):
-    _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
-
-    def format(self, record: logging.LogRecord) -> str:
-        payload: dict[str, Any] = {"level": record.levelname.lower(), "logger": record.name,
-                                   "event": record.getMessage()}
-        payload.update({k: v for k, v in vars(record).items() if k not in self._STANDARD})
-        return json.dumps(payload, default=str)
-
-
 def _setup_logging(interactive: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s") if interactive else _JsonFormatter())
+    handler.setFormatter(logging.Formatter("%(message)s") if interactive else JsonFormatter())
     log.handlers[:] = [handler]
     log.setLevel(logging.WARNING if interactive else logging.INFO)
     log.propagate = False

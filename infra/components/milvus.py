@@ -14,7 +14,7 @@ import pulumi_kubernetes as k8s
 
 from infra import versions
 from infra.config import StackConfig
-from infra.kube import KubeObject, Manifest, Namespaces, agent_peer, labels, metadata, selector
+from infra.kube import KubeObject, Manifest, Namespaces, agent_peer, labels, metadata
 
 PORT = 19530
 RELEASE = "milvus"

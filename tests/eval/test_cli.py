@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -14,6 +13,8 @@ import httpx
 import pytest
 
 from agent.eval.cli import main
+
+from ..conftest import _free_port
 
 CORPUS = [
     {"id": "sessions", "text": "Chat sessions are stored in Redis. Each session keeps the last fifty "
@@ -41,11 +42,6 @@ def files(tmp_path: Path) -> dict[str, Path]:
             "dataset": write_jsonl(tmp_path / "questions.jsonl", QUESTIONS),
             "report": tmp_path / "out" / "report.json"}
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import asyncio
 import pulumi
 import pytest
 
-from infra.components.agent import Agent, GeneratorEndpoint
+from infra.components.agent import Agent
 from infra.components.cicd import AgentPipeline, Tekton
 from infra.components.gpu import GpuPlatform
 from infra.components.milvus import Milvus
