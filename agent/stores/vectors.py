@@ -2,8 +2,9 @@
 
 One collection holds, per chunk: the text (with Milvus's analyzer on, so a BM25 function fills a
 sparse vector at insert time), the dense embedding, the document id and the metadata. A query
-runs two searches, dense cosine and BM25 full text, fused by reciprocal rank. It is the same code
-against Milvus Lite (a local file, the default) and a Milvus server (the cluster).
+runs two searches, dense cosine and BM25 full text, fused by reciprocal rank in Milvus; the fused
+candidates then get the phrase-match signal (agent/ranking.py), which neither search sees. It is
+the same code against Milvus Lite (a local file, the default) and a Milvus server (the cluster).
 
 The pymilvus client is synchronous: callers in async code run these methods in a thread
 (`anyio.to_thread.run_sync`) so the event loop never blocks on Milvus.
@@ -15,11 +16,13 @@ import json
 import logging
 import threading
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from agent.ranking import DEFAULT_PHRASE_MIN_COVERAGE, RRF_K, phrase_rerank
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +56,22 @@ class ChunkRow:
     metadata: dict[str, Any]
 
 
+def primary_key(item: dict[str, Any]) -> str:
+    # pymilvus names the key field in a hit by its name; older releases said "id".
+    return str(item["chunk_id"] if "chunk_id" in item else item["id"])
+
+
 class VectorStore:
     """Hybrid-searchable chunk store on Milvus (Lite file or server)."""
 
-    def __init__(self, uri: str, collection: str, dim: int, token: str | None = None) -> None:
+    def __init__(self, uri: str, collection: str, dim: int, token: str | None = None,
+                 phrase_min_coverage: float = DEFAULT_PHRASE_MIN_COVERAGE) -> None:
         from pymilvus import MilvusClient
 
         self.uri = uri
         self.collection = collection
         self.dim = dim
+        self.phrase_min_coverage = phrase_min_coverage
         self.is_lite = not uri.startswith(("http://", "https://", "tcp://", "unix:"))
         kwargs: dict[str, Any] = {"uri": uri}
         if token:
@@ -72,9 +82,10 @@ class VectorStore:
         self._ensure_collection()
 
     @classmethod
-    def lite(cls, data_dir: Path, collection: str, dim: int) -> VectorStore:
+    def lite(cls, data_dir: Path, collection: str, dim: int,
+             phrase_min_coverage: float = DEFAULT_PHRASE_MIN_COVERAGE) -> VectorStore:
         data_dir.mkdir(parents=True, exist_ok=True)
-        return cls(str(data_dir / "milvus.db"), collection, dim)
+        return cls(str(data_dir / "milvus.db"), collection, dim, phrase_min_coverage=phrase_min_coverage)
 
     def _guard(self):
         return self._lock if self._lock is not None else nullcontext()
@@ -135,25 +146,32 @@ class VectorStore:
         return len(existing)
 
     # ------------------------------------------------------------------ reads
-    def hybrid_search(self, query: str, vector: np.ndarray, top_k: int) -> list[Hit]:
+    def hybrid_search(self, query: str, vector: np.ndarray, top_k: int,
+                      phrase_min_coverage: float | None = None) -> list[Hit]:
+        """Dense + BM25 fused by RRF in Milvus, then the phrase signal over the fused pool.
+
+        `phrase_min_coverage` overrides the store's setting for this query (0 turns it off).
+        """
         from pymilvus import AnnSearchRequest, RRFRanker
 
-        candidates = max(top_k * 4, 20)
+        candidates = max(top_k * 4, 20)  # per list
+        pool = max(top_k * 2, 20)  # fused chunks the phrase signal may reorder
         dense = AnnSearchRequest(data=[vector.tolist()], anns_field="dense",
                                  param={"metric_type": "COSINE"}, limit=candidates)
         sparse = AnnSearchRequest(data=[query], anns_field="sparse",
                                   param={"metric_type": "BM25"}, limit=candidates)
         with self._guard():
             result = self.client.hybrid_search(
-                self.collection, reqs=[dense, sparse], ranker=RRFRanker(60), limit=top_k,
+                self.collection, reqs=[dense, sparse], ranker=RRFRanker(RRF_K), limit=pool,
                 output_fields=["document_id", "text", "metadata"])
-        hits = []
-        for item in result[0] if result else []:
-            entity = item["entity"]
-            hits.append(Hit(document_id=entity["document_id"], chunk_id=item["chunk_id"] if "chunk_id" in item
-                            else item["id"], score=float(item["distance"]), text=entity["text"],
-                            metadata=entity.get("metadata") or {}))
-        return hits
+        fused = [Hit(document_id=item["entity"]["document_id"], chunk_id=primary_key(item),
+                     score=float(item["distance"]), text=item["entity"]["text"],
+                     metadata=item["entity"].get("metadata") or {})
+                 for item in (result[0] if result else [])]
+        ranked = phrase_rerank(query, fused, score=lambda h: h.score, text=lambda h: h.text,
+                               min_coverage=self.phrase_min_coverage if phrase_min_coverage is None
+                               else phrase_min_coverage, k=RRF_K)
+        return [replace(hit, score=score) for hit, score in ranked[:top_k]]
 
     def count_chunks(self) -> int:
         with self._guard():

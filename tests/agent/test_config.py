@@ -58,6 +58,8 @@ def test_invalid_values_fail_fast() -> None:
     assert Settings(redis_sentinel_hosts="a:26379, b:26380").sentinel_hosts == [("a", 26379), ("b", 26380)]
     with pytest.raises(ValidationError, match="AGENT_CHUNK_OVERLAP_CHARS"):
         Settings(chunk_size_chars=200, chunk_overlap_chars=200)
+    with pytest.raises(ValidationError, match="phrase_min_coverage"):
+        Settings(phrase_min_coverage=1.5)
 
 
 def test_cli_refuses_invalid_configuration_with_exit_code_2(monkeypatch, capsys) -> None:
