@@ -35,17 +35,9 @@ class _Model(BaseModel):
 class KubernetesConfig(_Model):
     context: str | None = Field(None, description="kubeconfig context this stack deploys to (null: current context)")
     kubeconfig: str | None = Field(None, description="kubeconfig path or content (null: $KUBECONFIG / ~/.kube/config)")
-    strict: bool = Field(False, description="mirrors the provider key `kubernetes:strictMode`; set that key, not this one")
     enableServerSideApply: bool = Field(True, description="keep true: server-side apply resolves field ownership")
     renderYamlToDirectory: str | None = Field(
         None, description="render manifests to this directory instead of applying (local stack; no cluster needed)")
-
-    @model_validator(mode="after")
-    def _strict_needs_context(self) -> KubernetesConfig:
-        if self.strict and not (self.context and self.kubeconfig):
-            raise ValueError("kubernetes:strictMode needs explicit `context` and `kubeconfig` "
-                             "(strict mode refuses the ambient kubeconfig)")
-        return self
 
 
 class ImageConfig(_Model):
@@ -287,18 +279,17 @@ def parse_stack_config(stack: str, raw: Mapping[str, str], secret_keys: set[str]
         if isinstance(value, str) and not isinstance(parsed, (dict, list)) and full_key in secret_keys:
             parsed = value
         values[key] = parsed
-    kube = values.get("kubernetes")
-    if isinstance(kube, dict):
-        if "strict" in kube:
-            raise ConfigError(f"{stack_file(stack)}: {PROJECT}:kubernetes.strict is derived\n"
-                              f"    fix: remove it and set the provider key `kubernetes:strictMode: \"true\"` instead")
-        values["kubernetes"] = kube | {"strict": str(raw.get("kubernetes:strictMode", "false")).lower() == "true"}
-    elif kube is None and str(raw.get("kubernetes:strictMode", "false")).lower() == "true":
-        values["kubernetes"] = {"strict": True}
     try:
         cfg = StackConfig.model_validate(values)
     except ValidationError as exc:
         raise ConfigError(_format_errors(stack, exc)) from None
+    # The provider's own key, read here only to refuse a strict stack that would fall back to the
+    # ambient kubeconfig (strict mode exists to rule that out).
+    strict = str(raw.get("kubernetes:strictMode", "false")).lower() == "true"
+    if strict and not (cfg.kubernetes.context and cfg.kubernetes.kubeconfig):
+        raise ConfigError(
+            f"{stack_file(stack)}: kubernetes:strictMode needs explicit `context` and `kubeconfig`\n"
+            f"    fix: set both in `{PROJECT}:kubernetes` (strict mode refuses the ambient kubeconfig)")
     if cfg.environment != stack:
         raise ConfigError(
             f"{stack_file(stack)}: {PROJECT}:environment is '{cfg.environment}' but the stack is '{stack}'\n"

@@ -37,7 +37,8 @@ def test_real_stack_files_parse():
         assert cfg.environment == name
     prod_raw, prod_secrets = load_stack_file(REPO / "stacks" / "Pulumi.prod.yaml")
     assert "rag-platform:registryDockerConfig" in prod_secrets
-    assert parse_stack_config("prod", prod_raw, prod_secrets).kubernetes.strict is True
+    assert prod_raw["kubernetes:strictMode"] == "true"
+    assert parse_stack_config("prod", prod_raw, prod_secrets).kubernetes.kubeconfig
 
 
 @pytest.mark.parametrize(("key", "value", "expected"), [
@@ -63,8 +64,11 @@ def test_errors_name_file_key_and_fix(key, value, expected):
 def test_strict_mode_requires_kubeconfig_and_context():
     raw, secrets = dev_config()
     raw = dict(raw, **{"kubernetes:strictMode": "true"})
-    with pytest.raises(ConfigError, match="strictMode needs explicit `context` and `kubeconfig`"):
+    with pytest.raises(ConfigError, match="strictMode needs explicit `context` and `kubeconfig`") as err:
         parse_stack_config("dev", raw, secrets)
+    assert "stacks/Pulumi.dev.yaml" in str(err.value) and "fix:" in str(err.value)
+    with pytest.raises(ConfigError, match="rag-platform:kubernetes.strict"):  # not a key of ours
+        parse_stack_config("dev", with_key("rag-platform:kubernetes", {"strict": True})[0], secrets)
 
 
 def test_broken_stack_file_exits_2_before_any_resource(tmp_path: Path):
