@@ -129,7 +129,9 @@ class Container:
 
     @property
     def label(self) -> str:
-        return f"container {self.name!r} ({self.path})"
+        """How messages name it: `step 'build'`, `sidecar 'proxy'` or `container 'app'`."""
+        kind = "step" if ".steps[" in self.path else "sidecar" if ".sidecars[" in self.path else "container"
+        return f"{kind} {self.name!r}"
 
     @property
     def security(self) -> Mapping[str, Any]:

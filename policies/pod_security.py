@@ -26,19 +26,14 @@ def _where(pod: PodTemplate, container: Container) -> str:
     return f"{container.path}.securityContext"
 
 
-def _label(container: Container) -> str:
-    kind = "step" if ".steps[" in container.path else "sidecar" if ".sidecars[" in container.path else "container"
-    return f"{kind} {container.name!r}"
-
-
 def run_as_non_root(token: str, props: Mapping[str, Any]) -> Iterator[str]:
     for pod in pod_templates(token, props):
         for c in pod.containers:
             if _effective(pod, c, "runAsUser") == 0:
-                yield (f"{_label(c)} sets runAsUser: 0 (root); use a non-zero uid in {_where(pod, c)} and "
+                yield (f"{c.label} sets runAsUser: 0 (root); use a non-zero uid in {_where(pod, c)} and "
                        f"build the image to run as that user.")
             elif _effective(pod, c, "runAsNonRoot") is not True:
-                yield (f"{_label(c)} may run as root; set runAsNonRoot: true in {_where(pod, c)} (or the pod "
+                yield (f"{c.label} may run as root; set runAsNonRoot: true in {_where(pod, c)} (or the pod "
                        f"securityContext) with a non-zero runAsUser.")
 
 
@@ -46,7 +41,7 @@ def privilege_escalation(token: str, props: Mapping[str, Any]) -> Iterator[str]:
     for pod in pod_templates(token, props):
         for c in pod.containers:
             if c.security.get("allowPrivilegeEscalation") is not False:
-                yield f"{_label(c)} does not set allowPrivilegeEscalation: false; set it in {_where(pod, c)}."
+                yield f"{c.label} does not set allowPrivilegeEscalation: false; set it in {_where(pod, c)}."
 
 
 def drop_all_capabilities(token: str, props: Mapping[str, Any]) -> Iterator[str]:
@@ -54,10 +49,10 @@ def drop_all_capabilities(token: str, props: Mapping[str, Any]) -> Iterator[str]
         for c in pod.containers:
             caps = as_map(c.security.get("capabilities"))
             if "ALL" not in strings(caps.get("drop")):
-                yield f"{_label(c)} does not drop all capabilities; set capabilities.drop: [ALL] in {_where(pod, c)}."
+                yield f"{c.label} does not drop all capabilities; set capabilities.drop: [ALL] in {_where(pod, c)}."
             extra = sorted(set(strings(caps.get("add"))) - {"NET_BIND_SERVICE"})
             if extra:
-                yield (f"{_label(c)} adds capabilities {', '.join(extra)}; only NET_BIND_SERVICE may be added "
+                yield (f"{c.label} adds capabilities {', '.join(extra)}; only NET_BIND_SERVICE may be added "
                        f"(remove the rest from capabilities.add in {_where(pod, c)}).")
 
 
@@ -67,7 +62,7 @@ def seccomp_runtime_default(token: str, props: Mapping[str, Any]) -> Iterator[st
             profile = as_map(_effective(pod, c, "seccompProfile")).get("type")
             if profile not in ("RuntimeDefault", "Localhost"):
                 got = f"is {profile!r}" if profile else "is not set"
-                yield (f"{_label(c)} seccomp profile {got}; set seccompProfile.type: RuntimeDefault in the pod "
+                yield (f"{c.label} seccomp profile {got}; set seccompProfile.type: RuntimeDefault in the pod "
                        f"securityContext or {_where(pod, c)}.")
 
 
@@ -75,7 +70,7 @@ def privileged(token: str, props: Mapping[str, Any]) -> Iterator[str]:
     for pod in pod_templates(token, props):
         for c in pod.containers:
             if c.security.get("privileged") is True:
-                yield (f"{_label(c)} is privileged (full access to the node); remove privileged: true "
+                yield (f"{c.label} is privileged (full access to the node); remove privileged: true "
                        f"from {_where(pod, c)}.")
 
 
@@ -103,12 +98,12 @@ def secrets_as_files(token: str, props: Mapping[str, Any]) -> Iterator[str]:
                 env = as_map(env)
                 ref = as_map(as_map(env.get("valueFrom")).get("secretKeyRef"))
                 if ref:
-                    yield (f"{_label(c)} reads secret {ref.get('name')!r} into env var {env.get('name')!r}; mount "
+                    yield (f"{c.label} reads secret {ref.get('name')!r} into env var {env.get('name')!r}; mount "
                            f"the secret as a volume and point the app at the file (e.g. {env.get('name')}_FILE).")
             for env_from in as_list(c.spec.get("envFrom")):
                 ref = as_map(as_map(env_from).get("secretRef"))
                 if ref:
-                    yield (f"{_label(c)} loads every key of secret {ref.get('name')!r} as env vars (envFrom); "
+                    yield (f"{c.label} loads every key of secret {ref.get('name')!r} as env vars (envFrom); "
                            f"mount the secret as a volume instead.")
 
 
