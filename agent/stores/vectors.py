@@ -127,6 +127,11 @@ class VectorStore:
                 self.client.upsert(self.collection, [
                     {"chunk_id": r.chunk_id, "document_id": r.document_id, "text": r.text,
                      "metadata": r.metadata, "dense": r.vector.tolist()} for r in rows])
+                if self.is_lite:
+                    # Milvus Lite searches unsealed (growing) rows without an index: hybrid search
+                    # over 5k fresh chunks took 585 ms, 21 ms once sealed. A server seals on its own,
+                    # and its docs advise against frequent flushes there (many tiny segments).
+                    self.client.flush(self.collection)
         return deleted
 
     def delete_document(self, document_id: str) -> int:

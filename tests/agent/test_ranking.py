@@ -93,3 +93,4 @@ def test_hybrid_search_ranks_the_chunk_with_the_words_in_order_first(tmp_path: P
         assert len(plain_tops) == 1  # RRF alone answers both questions with the same chunk
     finally:
         store.close()
+
