@@ -19,6 +19,58 @@ from infra.kube import KubeObject, Manifest, Namespaces, agent_peer, labels, met
 PORT = 19530
 RELEASE = "milvus"
 
+# Pod hardening through chart values. Only values the pinned chart and its subcharts read are set;
+# each comment names the template that reads it. What no value can fix is exempted per object in
+# stacks/policy/<stack>.json ("Third-party (Milvus chart ...)"); docs/policies.md lists both and
+# says where they were reconstructed from.
+
+# bitnami/etcd's own default user for its image (values.yaml containerSecurityContext.runAsUser).
+ETCD_UID = 1001
+ETCD_SERVICE_ACCOUNT = f"{RELEASE}-etcd"
+# apachepulsar/pulsar >= 2.10 runs as uid 10000, group 0 (apache/pulsar#13376).
+PULSAR_UID = 10000
+
+
+# Fresh dicts per use: shared ones would come out as YAML anchors wherever the values are dumped.
+def _runtime_default() -> dict[str, Any]:
+    return {"type": "RuntimeDefault"}
+
+
+def _no_escalation() -> dict[str, Any]:
+    return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
+
+def _etcd_values(replicas: int) -> dict[str, Any]:
+    # bitnami etcd 6.3.3 templates/statefulset.yaml renders `omit .Values.podSecurityContext "enabled"`
+    # and the same for containerSecurityContext, so every key here reaches the pod unchanged.
+    return {
+        "replicaCount": replicas,
+        "podSecurityContext": {"enabled": True, "fsGroup": ETCD_UID, "seccompProfile": _runtime_default()},
+        "containerSecurityContext": {"enabled": True, "runAsUser": ETCD_UID, "runAsNonRoot": True,
+                                     **_no_escalation()},
+        # templates/serviceaccount.yaml and the etcd.serviceAccountName helper: an account of its own
+        # instead of the namespace's `default`, with no token (etcd never calls the Kubernetes API).
+        "serviceAccount": {"create": True, "name": ETCD_SERVICE_ACCOUNT, "automountServiceAccountToken": False},
+    }
+
+
+def _pulsar_values() -> dict[str, Any]:
+    # apache pulsar chart 3.3.0 lets only ZooKeeper and BookKeeper set a pod securityContext
+    # (templates/{zookeeper,bookkeeper}-statefulset.yaml); fsGroup 0 + OnRootMismatch are its defaults,
+    # repeated so the map is complete. The broker, proxy, autorecovery and init jobs take none.
+    def pod() -> dict[str, Any]:
+        return {"fsGroup": 0, "fsGroupChangePolicy": "OnRootMismatch", "runAsNonRoot": True,
+                "runAsUser": PULSAR_UID, "seccompProfile": _runtime_default()}
+
+    return {
+        "enabled": True,
+        # templates/broker-cluster-role-binding.yaml: the broker's Role/RoleBinding stay namespaced (the
+        # chart default since 3.2.0, pinned so no override turns them into cluster-wide grants).
+        "rbac": {"limit_to_namespace": True},
+        "zookeeper": {"securityContext": pod()},
+        "bookkeeper": {"securityContext": pod()},
+    }
+
 
 def build_values(cfg: StackConfig) -> dict[str, Any]:
     m = cfg.milvus
@@ -26,12 +78,20 @@ def build_values(cfg: StackConfig) -> dict[str, Any]:
         "image": {"all": {"tag": versions.MILVUS_IMAGE_TAG}},
         "metrics": {"serviceMonitor": {"enabled": False}},
         "serviceAccount": {"create": True, "name": "milvus"},
+        # Every templates/<component>-deployment.yaml: `securityContext` is the pod's and
+        # `containerSecurityContext` (zilliztech/milvus-helm#217) every container's, unless a component
+        # sets its own. No runAsUser: the v2.5 image has no USER and ships /milvus/bin root:root 0774,
+        # so another uid only runs with group 0; running as root stays an exemption.
+        "securityContext": {"seccompProfile": _runtime_default()},
+        "containerSecurityContext": _no_escalation(),
+        # The MinIO subchart (zilliztech fork 8.0.x) renders only runAsUser/runAsGroup/fsGroup (1000,
+        # its defaults) and no container securityContext: nothing more to set there.
     }
     if m.mode == "standalone":
         values |= {
             "cluster": {"enabled": False},
             "standalone": {"persistence": {"persistentVolumeClaim": {"size": m.storageSize}}},
-            "etcd": {"replicaCount": 1},
+            "etcd": _etcd_values(replicas=1),
             "minio": {"mode": "standalone", "persistence": {"size": m.storageSize}},
             "pulsar": {"enabled": False},
             "pulsarv3": {"enabled": False},
@@ -41,10 +101,10 @@ def build_values(cfg: StackConfig) -> dict[str, Any]:
             "cluster": {"enabled": True},
             "proxy": {"replicas": m.proxyReplicas},
             "queryNode": {"replicas": m.queryNodeReplicas},
-            "etcd": {"replicaCount": 3},
+            "etcd": _etcd_values(replicas=3),
             "minio": {"mode": "distributed", "persistence": {"size": m.storageSize}},
             "pulsar": {"enabled": False},
-            "pulsarv3": {"enabled": True},
+            "pulsarv3": _pulsar_values(),
         }
     return values
 

@@ -286,3 +286,28 @@ def test_device_plugin_runs_under_runtime_default_seccomp(stacks):
               if r["inputs"].get("chart") == "nvidia-device-plugin"]
     assert len(charts) == 1
     assert charts[0]["inputs"]["values"]["podSecurityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+
+
+def test_milvus_chart_values_harden_its_pods(stacks):
+    """What the chart and its subcharts let values fix (the rest is exempted, tests/policies/test_milvus_chart.py)."""
+    runtime_default = {"type": "RuntimeDefault"}
+    no_escalation = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    for n in STACKS:
+        values = next(r for r in stacks[n].of_type("kubernetes:helm.sh/v4:Chart")
+                      if r["inputs"].get("chart") == "milvus")["inputs"]["values"]
+        assert values["securityContext"] == {"seccompProfile": runtime_default}
+        assert values["containerSecurityContext"] == no_escalation
+        etcd = values["etcd"]
+        assert etcd["serviceAccount"] == {"create": True, "name": "milvus-etcd", "automountServiceAccountToken": False}
+        assert etcd["podSecurityContext"] == {"enabled": True, "fsGroup": 1001, "seccompProfile": runtime_default}
+        assert etcd["containerSecurityContext"] == {"enabled": True, "runAsUser": 1001, "runAsNonRoot": True,
+                                                    **no_escalation}
+        pulsar = values["pulsarv3"]
+        if values["cluster"]["enabled"]:
+            assert pulsar["enabled"] is True and pulsar["rbac"] == {"limit_to_namespace": True}
+            for component in ("zookeeper", "bookkeeper"):
+                assert pulsar[component]["securityContext"] == {
+                    "fsGroup": 0, "fsGroupChangePolicy": "OnRootMismatch", "runAsNonRoot": True, "runAsUser": 10000,
+                    "seccompProfile": runtime_default}
+        else:
+            assert pulsar == {"enabled": False}
