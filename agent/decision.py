@@ -28,24 +28,21 @@ class Plan:
     query: str = ""
     tool: str | None = None
     arguments: dict[str, Any] = field(default_factory=dict)
-    reason: str = ""
 
 
 def decide(perception: Perception, history: list[Message], allowed_tools: frozenset[str]) -> Plan:
     if perception.intent is Intent.TOOL_CALL and perception.tool:
         if perception.tool in allowed_tools:
-            return Plan(Action.CALL_TOOL, perception.text, perception.tool, perception.arguments,
-                        reason=f"message is a {perception.tool} expression")
+            return Plan(Action.CALL_TOOL, perception.text, perception.tool, perception.arguments)
         # The tool is not allowed here: fall back to answering from the documents.
-        return Plan(Action.RETRIEVE, perception.text, reason=f"tool {perception.tool} not allowed")
+        return Plan(Action.RETRIEVE, perception.text)
     if perception.intent is Intent.CHIT_CHAT:
-        return Plan(Action.RESPOND, perception.text, reason="chit-chat needs no retrieval")
+        return Plan(Action.RESPOND, perception.text)
     if perception.intent is Intent.FOLLOW_UP:
         previous = last_user_question(history)
         if previous:
-            return Plan(Action.RETRIEVE, f"{previous} {perception.text}",
-                        reason="follow-up: query includes the previous question")
-    return Plan(Action.RETRIEVE, perception.text, reason="question: answer from the documents")
+            return Plan(Action.RETRIEVE, f"{previous} {perception.text}")
+    return Plan(Action.RETRIEVE, perception.text)
 
 
 def last_user_question(history: list[Message]) -> str | None:

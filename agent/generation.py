@@ -8,6 +8,9 @@ an answer and the reply says so instead of guessing; no backend call is made.
   followed by the [n] of the passage it came from.
 - `OpenAIGenerator`: the passages go to an OpenAI-compatible /chat/completions endpoint (the GPU
   model server in the cluster) with instructions to cite them as [n].
+
+`GenerationOptions` carries a request's `temperature` and `max_tokens` (POST /v1/chat/completions)
+to the backend; each backend says below what it does with them.
 """
 
 from __future__ import annotations
@@ -36,7 +39,17 @@ class Answer:
     text: str
     citations: list[Hit] = field(default_factory=list)
     supported: bool = True
-    backend: str = "extractive"
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    """One request's generation settings; None leaves the backend's default."""
+
+    temperature: float | None = None
+    max_tokens: int | None = None
+
+
+DEFAULT_OPTIONS = GenerationOptions()
 
 
 class GeneratorUnavailable(RuntimeError):
@@ -46,8 +59,8 @@ class GeneratorUnavailable(RuntimeError):
 class Generator(Protocol):
     name: str
 
-    async def generate(self, question: str, passages: list[Hit],
-                       question_vector: np.ndarray | None = None) -> Answer: ...
+    async def generate(self, question: str, passages: list[Hit], question_vector: np.ndarray | None = None,
+                       options: GenerationOptions = DEFAULT_OPTIONS) -> Answer: ...
 
 
 @dataclass
@@ -93,25 +106,39 @@ class SupportScorer:
 
 
 class ExtractiveGenerator:
+    """Quotes the best supporting sentences. It does not sample, so `temperature` has no effect.
+
+    `max_tokens` bounds the answer in words (the unit the OpenAI endpoint's `usage` reports),
+    citation marks included, by dropping the weaker sentences. Sentences are never cut: a quote
+    cut short can say something its document does not, so the best sentence is always kept whole,
+    even when it alone is longer than the bound.
+    """
+
     name = "extractive"
 
     def __init__(self, scorer: SupportScorer, max_sentences: int = 3) -> None:
         self.scorer = scorer
         self.max_sentences = max_sentences
 
-    async def generate(self, question: str, passages: list[Hit],
-                       question_vector: np.ndarray | None = None) -> Answer:
+    async def generate(self, question: str, passages: list[Hit], question_vector: np.ndarray | None = None,
+                       options: GenerationOptions = DEFAULT_OPTIONS) -> Answer:
         scored = await self.scorer.supported(question, passages, question_vector)
         if scored is None:
-            return Answer(NOT_FOUND, [], supported=False, backend=self.name)
+            return Answer(NOT_FOUND, [], supported=False)
         # Keep sentences close to the best one: a second fact is welcome, filler is not.
         floor = max(self.scorer.min_score, scored[0].score - 0.15)
         chosen: list[_Scored] = []
+        words = 0
         for item in scored:
             if item.score < floor or len(chosen) == self.max_sentences:
                 break
-            if item.sentence not in (c.sentence for c in chosen):
-                chosen.append(item)
+            if item.sentence in (c.sentence for c in chosen):
+                continue
+            length = len(item.sentence.split()) + 1  # + its [n]
+            if chosen and options.max_tokens is not None and words + length > options.max_tokens:
+                break
+            chosen.append(item)
+            words += length
         cited: list[int] = []
         parts = []
         for item in chosen:
@@ -119,10 +146,18 @@ class ExtractiveGenerator:
                 cited.append(item.passage)
             sentence = item.sentence if item.sentence[-1] in ".!?" else item.sentence + "."
             parts.append(f"{sentence} [{cited.index(item.passage) + 1}]")
-        return Answer(" ".join(parts), [passages[i] for i in cited], supported=True, backend=self.name)
+        return Answer(" ".join(parts), [passages[i] for i in cited], supported=True)
 
 
 class OpenAIGenerator:
+    """Sends the passages to an OpenAI-compatible backend.
+
+    `max_tokens` (the constructor's, AGENT_GENERATOR_MAX_TOKENS) is the default and the ceiling:
+    a request's `max_tokens` is sent when it is lower, so no client can make the model server
+    generate more than the operator allows. `temperature` defaults to 0 (answers stick to the
+    passages) and a request's value is sent as given.
+    """
+
     name = "openai"
 
     SYSTEM = ("You answer questions using only the numbered passages provided. Cite every claim with the "
@@ -135,18 +170,19 @@ class OpenAIGenerator:
         self.scorer = scorer
         self.max_tokens = max_tokens
 
-    async def generate(self, question: str, passages: list[Hit],
-                       question_vector: np.ndarray | None = None) -> Answer:
+    async def generate(self, question: str, passages: list[Hit], question_vector: np.ndarray | None = None,
+                       options: GenerationOptions = DEFAULT_OPTIONS) -> Answer:
         scored = await self.scorer.supported(question, passages, question_vector)
         if scored is None:
-            return Answer(NOT_FOUND, [], supported=False, backend=self.name)
+            return Answer(NOT_FOUND, [], supported=False)
         context = "\n\n".join(f"[{i + 1}] {p.text}" for i, p in enumerate(passages))
+        max_tokens = self.max_tokens if options.max_tokens is None else min(options.max_tokens, self.max_tokens)
         body = {
             "model": self.model,
             "messages": [{"role": "system", "content": self.SYSTEM},
                          {"role": "user", "content": f"Passages:\n{context}\n\nQuestion: {question}"}],
-            "max_tokens": self.max_tokens,
-            "temperature": 0,
+            "max_tokens": max_tokens,
+            "temperature": 0 if options.temperature is None else options.temperature,
         }
         try:
             response = await self.client.post("chat/completions", json=body)
@@ -160,5 +196,5 @@ class OpenAIGenerator:
         mapping = {old: new + 1 for new, old in enumerate(used)}
         text = re.sub(r"\[(\d+)\]", lambda m: f"[{mapping.get(int(m.group(1)), m.group(1))}]", text)
         cited = [passages[n - 1] for n in used] or passages
-        return Answer(text, cited, supported=True, backend=self.name)
+        return Answer(text, cited, supported=True)
 

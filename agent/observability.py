@@ -54,19 +54,6 @@ class Metrics:
         self.rate_limited = Counter("agent_rate_limited_total", "Requests refused with 429.", registry=r)
         self.ready = Gauge("agent_ready", "1 when Redis, Milvus and the model all answer.", registry=r)
 
-    class _Timer:
-        def __init__(self, hist: Histogram) -> None:
-            self.hist = hist
-
-        def __enter__(self) -> None:
-            self.start = time.perf_counter()
-
-        def __exit__(self, *exc: object) -> None:
-            self.hist.observe(time.perf_counter() - self.start)
-
-    def time(self, hist: Histogram) -> Metrics._Timer:
-        return Metrics._Timer(hist)
-
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time (UTC), level, logger, message, request_id and `extra` fields."""

@@ -53,19 +53,19 @@ class Retriever:
             raise
 
     async def embed(self, texts: list[str]):
-        with self.metrics.time(self.metrics.embedding_duration):
+        with self.metrics.embedding_duration.time():
             return await anyio.to_thread.run_sync(self.encoder.encode, texts)
 
     async def search(self, query: str, top_k: int, vector=None) -> list[Hit]:
         """Hybrid search; pass `vector` when the query is already embedded."""
-        with self.metrics.time(self.metrics.retrieval_duration):
+        with self.metrics.retrieval_duration.time():
             if vector is None:
                 vector = (await self.embed([query]))[0]
             return await self._call("hybrid_search", query, vector, top_k)
 
     async def ingest(self, documents: list[tuple[str, str, dict[str, Any]]]) -> IngestResult:
         """(id, text, metadata) -> chunks in the store; re-ingesting an id replaces its chunks."""
-        with self.metrics.time(self.metrics.ingestion_duration):
+        with self.metrics.ingestion_duration.time():
             rows: list[ChunkRow] = []
             texts: list[str] = []
             for doc_id, text, metadata in documents:

@@ -21,9 +21,11 @@ from pathlib import Path
 
 import httpx
 
+from agent.eval.client import in_process_app
 from bench.common import Result, RunContext, latency_ms, log
 from bench.corpus import make_queries
-from bench.ingestion import API_KEY, in_process_agent
+
+API_KEY = "bench"  # the key the uvicorn server is started with
 
 TARGET_OVERHEAD = 0.30
 ROUNDS = 3
@@ -117,7 +119,7 @@ def run(ctx: RunContext) -> Result:
     levels: dict[int, dict] = {c: {"http": ([], 0.0), "in_process": ([], 0.0)} for c in sizes.chat_concurrency}
     with tempfile.TemporaryDirectory(prefix="bench-chat-") as tmp:
         served, direct = Path(tmp) / "served", Path(tmp) / "direct"
-        with in_process_agent(direct, ctx.encoder) as (_, client):
+        with in_process_app(direct, encoder=ctx.encoder) as client:
             for i in range(0, len(payload), 16):
                 client.post("/documents", json={"documents": payload[i:i + 16]}).raise_for_status()
         # Two copies of the same index: the server opens one, the in-process pipeline the other,
@@ -128,8 +130,8 @@ def run(ctx: RunContext) -> Result:
         base_url = f"http://127.0.0.1:{port}"
         proc = start_server(served, port, Path(tmp) / "server.log")
         try:
-            with in_process_agent(direct, ctx.encoder) as (app, client):
-                call = in_process_pipeline(app.state.resources)
+            with in_process_app(direct, encoder=ctx.encoder) as client:
+                call = in_process_pipeline(client.app.state.resources)
                 client.portal.call(_load, call, messages[:2], 1)
                 for round_ in range(ROUNDS):
                     for conc in sizes.chat_concurrency:

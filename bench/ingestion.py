@@ -8,33 +8,15 @@ all in-process) once the agent's store holds the 50k-chunk index.
 
 from __future__ import annotations
 
-import contextlib
 import tempfile
 import time
 from pathlib import Path
 
 from agent.chunking import chunk_text
+from agent.eval.client import in_process_client
 from bench.common import Result, RunContext, log, progress, rss_mb
 
 BATCH_DOCS = 16
-API_KEY = "bench"
-
-
-@contextlib.contextmanager
-def in_process_agent(data_dir: Path, encoder=None, **overrides):
-    """The real app on embedded stores, driven through HTTP semantics without a socket.
-
-    `encoder` shares the run's loaded model instead of loading a second copy."""
-    from fastapi.testclient import TestClient
-
-    from agent.api import create_app
-    from agent.config import Settings
-
-    settings = Settings(data_dir=data_dir, api_keys=API_KEY, redis_url=None, redis_sentinel_hosts=None,
-                        milvus_uri=None, rate_limit_per_minute=0, **{"log_level": "WARNING", **overrides})
-    app = create_app(settings, encoder=encoder)
-    with TestClient(app, headers={"Authorization": f"Bearer {API_KEY}"}) as client:
-        yield app, client
 
 
 def run(ctx: RunContext) -> Result:
@@ -47,15 +29,13 @@ def run(ctx: RunContext) -> Result:
 
     result = Result("ingestion", "4. Ingestion throughput and memory")
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
-        with in_process_agent(Path(tmp) / "agent", ctx.encoder) as (app, client):
-            client.post("/documents", json={"documents": payload[:2]}).raise_for_status()  # warm-up
+        with in_process_client(Path(tmp) / "agent", encoder=ctx.encoder) as agent:
+            agent.ingest(payload[:2])  # warm-up
             chunks = 0
             start = time.perf_counter()
             for i in progress(range(0, len(payload), BATCH_DOCS), (len(payload) + BATCH_DOCS - 1) // BATCH_DOCS,
                               "ingest via POST /documents"):
-                response = client.post("/documents", json={"documents": payload[i:i + BATCH_DOCS]})
-                response.raise_for_status()
-                chunks += response.json()["chunks"]
+                chunks += agent.ingest(payload[i:i + BATCH_DOCS])["chunks"]
             api_s = time.perf_counter() - start
 
     # Baseline: the same chunks through the encoder alone (what ingestion costs at the very least).

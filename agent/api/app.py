@@ -24,7 +24,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent import __version__
-from agent.api.deps import Resources
+from agent.api.deps import RATE_LIMIT_STATE, Resources
 from agent.api.routes import chat, documents, health, openai, retrieve, tools
 from agent.config import Settings
 from agent.embeddings import Encoder
@@ -34,7 +34,7 @@ from agent.observability import Metrics, configure_logging, new_request_id, requ
 from agent.plugins import Tool, ToolError
 from agent.plugins.builtins import builtin_registry
 from agent.retrieval import Retriever
-from agent.stores.sessions import RateLimiter, SessionStore, SessionStoreUnavailable, connect_redis
+from agent.stores.sessions import RateDecision, RateLimiter, SessionStore, SessionStoreUnavailable, connect_redis
 from agent.stores.vectors import VectorStore, VectorStoreUnavailable
 
 log = logging.getLogger("agent.api")
@@ -113,6 +113,7 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
         app.include_router(module.router)
     _install_error_handlers(app, metrics)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     return app
 
@@ -226,6 +227,32 @@ class ObservabilityMiddleware:
                     extra={"method": method, "route": route, "path": scope["path"], "status": status,
                            "duration_ms": round(elapsed * 1000, 2)})
             request_id_var.reset(token)
+
+
+class RateLimitHeadersMiddleware:
+    """`X-RateLimit-Limit` and `X-RateLimit-Remaining` on the response to every request the rate
+    limiter counted, so clients can slow down before a 429. `require_caller` leaves its decision in
+    the request state; reading it here, at the response start, covers errors and streams too."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})  # the dict request.state writes to, shared with the route
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                decision: RateDecision | None = state.get(RATE_LIMIT_STATE)
+                if decision is not None:
+                    message["headers"] = [*message.get("headers", []),
+                                          (b"x-ratelimit-limit", str(decision.limit).encode()),
+                                          (b"x-ratelimit-remaining", str(decision.remaining).encode())]
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)
 
 
 class _BodyTooLarge(HTTPException):

@@ -21,6 +21,9 @@ from agent.stores.sessions import RateLimiter, RedisHandle, SessionStore, Sessio
 
 log = logging.getLogger(__name__)
 
+# Key in the request state (scope["state"]) under which require_caller leaves the RateDecision.
+RATE_LIMIT_STATE = "rate_limit"
+
 
 @dataclass
 class Resources:
@@ -74,6 +77,9 @@ async def require_caller(request: Request, res: Resources = Depends(get_resource
         res.metrics.dependency_errors.labels("redis").inc()
         log.warning("rate limiter unavailable, request allowed", extra={"error": str(exc)})
         return caller
+    if decision.limit:
+        # RateLimitHeadersMiddleware reports it on this request's response, whatever it turns out to be.
+        setattr(request.state, RATE_LIMIT_STATE, decision)
     if not decision.allowed:
         res.metrics.rate_limited.inc()
         raise HTTPException(429, f"rate limit of {decision.limit} requests per minute exceeded; "

@@ -153,14 +153,25 @@ class ChatMessage(BaseModel):
 
 
 class ChatCompletionRequest(BaseModel):
-    """The subset of OpenAI's chat completions request the agent uses; other fields are ignored."""
+    """The subset of OpenAI's chat completions request the agent uses; other fields are ignored.
+
+    `temperature` and `max_tokens` apply to answers generated from the documents (not to tool or
+    chit-chat replies); what each generator does with them is in docs/agent.md.
+    """
 
     model_config = ConfigDict(extra="allow")
     model: str = "rag-agent"
     messages: list[ChatMessage] = Field(..., min_length=1, max_length=200)
     stream: bool = False
-    temperature: float | None = None
-    max_tokens: int | None = None
+    temperature: float | None = Field(
+        None, ge=0, le=2,
+        description="Sampling temperature sent to the openai generator (default 0). "
+                    "The extractive generator does not sample and ignores it.")
+    max_tokens: int | None = Field(
+        None, ge=1,
+        description="Upper bound on the answer's length. openai generator: model tokens, capped at "
+                    "AGENT_GENERATOR_MAX_TOKENS (also the default). Extractive generator: words, "
+                    "citation marks included, in whole sentences; the best sentence is always kept.")
 
 
 class CompletionMessage(BaseModel):

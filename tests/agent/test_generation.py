@@ -63,7 +63,7 @@ def openai_client(make_settings, encoder, stub, tmp_path) -> Iterator[TestClient
     key_file = tmp_path / "generator-key"
     key_file.write_text("sk-stub-123\n")
     settings = make_settings(generator="openai", generator_base_url=stub.url, generator_model="served-model",
-                             generator_api_key_file=key_file)
+                             generator_api_key_file=key_file, generator_max_tokens=300)
     with TestClient(create_app(settings, encoder=encoder)) as client:
         client.post("/documents", headers=AUTH, json={"documents": [
             {"id": k, "text": CORPUS[k]} for k in ("volcano", "glaciers", "coffee")]})
@@ -85,6 +85,27 @@ def test_openai_backend_sends_passages_and_maps_citations(openai_client: TestCli
     body = response.json()
     assert body["answer"] == "Etna erupts often [1]."
     assert [c["text"] for c in body["citations"]] == [second]
+
+
+def test_openai_backend_gets_each_requests_temperature_and_max_tokens(openai_client, stub) -> None:
+    def sent(**options) -> dict:
+        response = openai_client.post("/v1/chat/completions", headers=AUTH, json={
+            "messages": [{"role": "user", "content": "How often does Mount Etna erupt?"}], **options})
+        assert response.status_code == 200, response.text
+        return {name: stub.requests[-1]["body"][name] for name in ("temperature", "max_tokens")}
+
+    # Defaults: temperature 0, max_tokens = AGENT_GENERATOR_MAX_TOKENS.
+    assert sent() == {"temperature": 0, "max_tokens": 300}
+    assert sent(temperature=0.7, max_tokens=64) == {"temperature": 0.7, "max_tokens": 64}
+    assert sent(temperature=2, max_tokens=300) == {"temperature": 2, "max_tokens": 300}
+    # AGENT_GENERATOR_MAX_TOKENS is the ceiling: a larger request is lowered to it, not refused.
+    assert sent(max_tokens=4096) == {"temperature": 0, "max_tokens": 300}
+    # Options are per request: the next one without them gets the defaults again, /chat too.
+    assert sent() == {"temperature": 0, "max_tokens": 300}
+    assert openai_client.post("/chat", headers=AUTH, json={"message": "How often does Mount Etna erupt?"}
+                              ).status_code == 200
+    assert {k: stub.requests[-1]["body"][k] for k in ("temperature", "max_tokens")} == {
+        "temperature": 0, "max_tokens": 300}
 
 
 def test_openai_backend_is_not_called_without_supporting_passages(openai_client, stub) -> None:

@@ -191,3 +191,17 @@ def test_client_waits_out_503_and_429_then_reports_the_error():
         "stub", max_retries=2)
     with pytest.raises(AgentError, match="returned HTTP 503"):
         failing.retrieve("q", 1)
+
+
+def test_in_process_app_shares_a_loaded_encoder_and_uses_the_given_data_dir(tmp_path):
+    from agent.embeddings import Encoder
+    from agent.eval.client import in_process_app, in_process_client
+
+    encoder = Encoder.load(device="cpu")
+    with in_process_app(tmp_path / "agent", encoder=encoder) as http:
+        assert http.app.state.resources.encoder is encoder           # not a second copy of the model
+        response = http.post("/documents", json={"documents": CORPUS})  # the client sends the API key
+        assert response.status_code == 200, response.text
+    assert (tmp_path / "agent" / "milvus.db").exists()
+    with in_process_client(tmp_path / "agent", encoder=encoder) as agent:  # the same index, reopened
+        assert agent.retrieve("Where are chat sessions stored?", 1)[0]["document_id"] == "sessions"

@@ -110,6 +110,21 @@ def test_every_threshold_has_a_spec_and_a_field():
     assert set(g.GateThresholds.model_fields) == set(g.SPECS)
 
 
+@pytest.mark.parametrize("spec", g.THRESHOLDS, ids=lambda spec: spec.name)
+def test_each_thresholds_range_is_its_specs(spec, tmp_path):
+    # The gate file's schema is built from THRESHOLDS: shares are 0-1, milliseconds above 0.
+    share = spec.name.startswith("min_")
+    assert (spec.ge, spec.le, spec.gt) == ((0, 1, None) if share else (None, None, 0))
+    for good in ([0.0, 1.0] if share else [0.5, 60_000.0]):
+        assert g.GateThresholds.model_validate({spec.name: good}).model_dump()[spec.name] == good
+    for bad in ([-0.01, 1.01] if share else [0.0, -5.0]):
+        gate = write(tmp_path / "gate.json", json.dumps({"thresholds": {spec.name: bad}}))
+        with pytest.raises(InputError, match=rf"field 'thresholds\.{spec.name}': Input should be .*allowed thresholds"):
+            g.load_gate(gate)
+        with pytest.raises(InputError, match="--" + spec.name.replace("_", "-") + ": Input should be"):
+            g.merge_thresholds(None, {spec.name: bad})
+
+
 def test_flags_override_gate_and_checks_compare_in_the_right_direction():
     gate = g.GateFile(k=5, thresholds=g.GateThresholds(min_hit_at_k=0.9, min_mrr=0.5, max_latency_p95_ms=100))
     merged = g.merge_thresholds(gate, {"min_hit_at_k": 0.7, "min_answer_support": 0.8, "min_mrr": None})

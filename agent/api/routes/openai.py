@@ -2,6 +2,7 @@
 
 Stateless: the conversation comes in `messages` (no Redis session). The last user message is the
 question; earlier user turns let follow-ups resolve. `stream: true` gets a single-chunk SSE stream.
+`temperature` and `max_tokens` reach the generator for this request only.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from agent.api.models import (
     HitOut,
     Usage,
 )
+from agent.generation import GenerationOptions
 from agent.perception import Intent
 from agent.stores.sessions import Message
 
@@ -41,7 +43,8 @@ async def chat_completions(body: ChatCompletionRequest, res: Resources = Depends
     enforce_limit(question, res.settings.max_message_chars, ("body", "messages", str(last), "content"))
     history = [Message(m.role, m.text(), intent=Intent.QUESTION.value if m.role == "user" else None)
                for m in body.messages[:last] if m.role in ("user", "assistant")]
-    _, outcome = await res.executor.respond(question, history)
+    options = GenerationOptions(temperature=body.temperature, max_tokens=body.max_tokens)
+    _, outcome = await res.executor.respond(question, history, options)
 
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
