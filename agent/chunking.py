@@ -53,3 +53,16 @@ def chunk_text(text: str, size: int = 800, overlap: int = 150) -> list[Chunk]:
         space = text.find(" ", nxt, end)
         start = space + 1 if space != -1 else nxt
     return chunks
+
+
+def with_title(title: str | None, text: str) -> str:
+    """A chunk as it is indexed: its document's title as the first line (a contextual header).
+
+    A chunk from the middle of a section rarely names the section's topic; with the title in
+    front, dense and BM25 search both see it. A chunk that already starts with the title (the
+    first one, when the text opens with it) is left as it is.
+    """
+    title = " ".join((title or "").split())
+    if not title or text.startswith(title):
+        return text
+    return f"{title}\n{text}"

@@ -12,12 +12,20 @@ from typing import Any
 
 import anyio
 
-from agent.chunking import chunk_text
+from agent.chunking import chunk_text, with_title
 from agent.embeddings import Encoder
 from agent.observability import Metrics
 from agent.stores.vectors import ChunkRow, Hit, VectorStore, VectorStoreUnavailable
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SourceDocument:
+    id: str
+    text: str
+    metadata: dict[str, Any]
+    title: str | None = None  # the contextual header of every chunk (agent.chunking.with_title)
 
 
 @dataclass
@@ -63,19 +71,20 @@ class Retriever:
                 vector = (await self.embed([query]))[0]
             return await self._call("hybrid_search", query, vector, top_k)
 
-    async def ingest(self, documents: list[tuple[str, str, dict[str, Any]]]) -> IngestResult:
-        """(id, text, metadata) -> chunks in the store; re-ingesting an id replaces its chunks."""
+    async def ingest(self, documents: list[SourceDocument]) -> IngestResult:
+        """Documents -> chunks in the store; re-ingesting an id replaces its chunks."""
         with self.metrics.ingestion_duration.time():
             rows: list[ChunkRow] = []
             texts: list[str] = []
-            for doc_id, text, metadata in documents:
-                for chunk in chunk_text(text, self.chunk_size, self.chunk_overlap):
-                    rows.append(ChunkRow(doc_id, f"{doc_id}#{chunk.index}", chunk.text, None, metadata))  # type: ignore[arg-type]
-                    texts.append(chunk.text)
+            for doc in documents:
+                for chunk in chunk_text(doc.text, self.chunk_size, self.chunk_overlap):
+                    text = with_title(doc.title, chunk.text)
+                    rows.append(ChunkRow(doc.id, f"{doc.id}#{chunk.index}", text, None, doc.metadata))  # type: ignore[arg-type]
+                    texts.append(text)
             vectors = await self.embed(texts)
             for row, vector in zip(rows, vectors, strict=True):
                 row.vector = vector
-            ids = list(dict.fromkeys(d[0] for d in documents))
+            ids = list(dict.fromkeys(d.id for d in documents))
             replaced = await self._call("replace_documents", ids, rows)
         self.metrics.ingested_chunks.inc(len(rows))
         log.info("ingested documents", extra={"documents": len(ids), "chunks": len(rows),

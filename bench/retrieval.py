@@ -139,13 +139,14 @@ GOLDEN_K = 5
 
 def measure_golden(ctx: RunContext, workdir: Path) -> dict:
     """MRR@5 and hit@5 by document of hybrid, RRF alone, dense and BM25 on the golden questions."""
-    from agent.chunking import chunk_text
+    from agent.chunking import chunk_text, with_title
     from agent.eval.dataset import load_corpus, load_dataset
     from agent.stores.vectors import ChunkRow, VectorStore
 
     docs = load_corpus(list(GOLDEN_CORPUS))
     items = load_dataset(GOLDEN_DATASET)
-    pieces = [(d.id, f"{d.id}#{c.index}", c.text) for d in docs for c in chunk_text(d.text, 800, 150)]
+    pieces = [(d.id, f"{d.id}#{c.index}", with_title(d.title, c.text))  # as the agent indexes them
+              for d in docs for c in chunk_text(d.text, 800, 150)]
     vectors = ctx.embed([text for _, _, text in pieces], desc="encode golden corpus")
     questions = [item.question.question for item in items]
     qvecs = ctx.embed(questions, desc="encode golden questions")

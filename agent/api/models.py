@@ -21,6 +21,9 @@ class DocumentIn(BaseModel):
     id: str = Field(..., pattern=DOCUMENT_ID_PATTERN, description="Stable id; re-ingest replaces.")
     text: str = Field(..., min_length=1, max_length=5_000_000)
     metadata: dict[str, Any] = Field(default_factory=dict, description="Returned with every hit.")
+    title: str | None = Field(None, max_length=512, description=(
+        "The document's topic, e.g. 'Install guide — Upgrading'. Indexed as the first line of every "
+        "chunk (and returned with it), so a chunk from deep in the document is found by its topic."))
 
 
 class DocumentsRequest(BaseModel):

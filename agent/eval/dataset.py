@@ -56,6 +56,7 @@ class Document(BaseModel):
     id: str = Field(min_length=1, max_length=512)
     text: str = Field(min_length=1)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    title: str | None = None
 
 
 def _describe(error: ValidationError) -> str:
@@ -153,7 +154,7 @@ def split_markdown(text: str, doc_path: str) -> list[Document]:
         used[slug] = count + 1
         anchor = slug if count == 0 else f"{slug}-{count}"
         header = f"{title} — {section.heading}" if title else section.heading
-        docs.append(Document(id=f"{doc_path}#{anchor}", text=f"{header}\n\n{body}".strip(),
+        docs.append(Document(id=f"{doc_path}#{anchor}", text=f"{header}\n\n{body}".strip(), title=header,
                              metadata={"source": doc_path, "section": section.heading}))
     return docs
 

@@ -128,6 +128,25 @@ def test_ingestion_is_idempotent_by_id_and_delete_removes(make_settings, encoder
         assert client.post("/retrieve", headers=AUTH, json={"query": "espresso"}).json()["hits"] == []
 
 
+def test_document_title_heads_every_chunk_and_finds_its_topic(make_settings, encoder) -> None:
+    # Only the title says what the document is about; its body never names the topic.
+    body = " ".join(f"Step {i}: turn the valve a quarter and wait for the gauge to settle." for i in range(40))
+    other = " ".join(f"Step {i}: knead the dough and let it rest under a cloth." for i in range(40))
+    with TestClient(create_app(make_settings(), encoder=encoder)) as client:
+        response = client.post("/documents", headers=AUTH, json={"documents": [
+            {"id": "boiler", "text": body, "title": "Bleeding a steam radiator"},
+            {"id": "bread", "text": other, "title": "Baking sourdough bread"}]})
+        assert response.status_code == 200 and response.json()["chunks"] > 4
+        hits = client.post("/retrieve", headers=AUTH,
+                           json={"query": "how to bleed a steam radiator", "top_k": 10}).json()["hits"]
+        assert hits and all(h["text"].startswith("Bleeding a steam radiator\n") for h in hits
+                            if h["document_id"] == "boiler")
+        assert {h["document_id"] for h in hits[:4]} == {"boiler"}
+        too_long = client.post("/documents", headers=AUTH, json={"documents": [
+            {"id": "x", "text": "body", "title": "t" * 513}]})
+        assert too_long.status_code == 422 and "title" in too_long.text
+
+
 def test_duplicate_ids_in_one_request_are_rejected(corpus_client: TestClient) -> None:
     response = corpus_client.post("/documents", headers=AUTH, json={"documents": [
         {"id": "dup", "text": "a"}, {"id": "dup", "text": "b"}]})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.chunking import chunk_text
+from agent.chunking import chunk_text, with_title
 from agent.decision import Action, decide
 from agent.perception import Intent, perceive
 from agent.stores.sessions import Message
@@ -21,6 +21,14 @@ def test_chunks_overlap_and_cover_the_text() -> None:
     assert "Sentence 199 is about topic 199." in chunks[-1].text
     assert chunk_text("short") [0].text == "short"
     assert chunk_text("   \n ") == []
+
+
+def test_chunks_are_indexed_under_their_document_title() -> None:
+    assert with_title("Install guide — Upgrading", "Stop the old pods first.") == (
+        "Install guide — Upgrading\nStop the old pods first.")
+    assert with_title("  Install\n guide ", "body") == "Install guide\nbody"  # one line, always
+    assert with_title("Install guide", "Install guide\n\nThe first chunk.") == "Install guide\n\nThe first chunk."
+    assert with_title(None, "body") == with_title("  ", "body") == "body"
 
 
 @pytest.mark.parametrize(("message", "history", "intent"), [

@@ -12,6 +12,7 @@ from agent.api.models import (
     DocumentsResponse,
     ErrorResponse,
 )
+from agent.retrieval import SourceDocument
 
 router = APIRouter(tags=["documents"], dependencies=[Depends(require_caller)])
 
@@ -22,7 +23,7 @@ async def ingest(body: DocumentsRequest, res: Resources = Depends(get_resources)
     enforce_limit(len(body.documents), s.max_documents_per_request, ("body", "documents"))
     for i, doc in enumerate(body.documents):
         enforce_limit(doc.text, s.max_document_chars, ("body", "documents", str(i), "text"))
-    result = await res.retriever.ingest([(d.id, d.text, d.metadata) for d in body.documents])
+    result = await res.retriever.ingest([SourceDocument(d.id, d.text, d.metadata, d.title) for d in body.documents])
     return DocumentsResponse(documents=result.documents, chunks=result.chunks,
                              replaced_chunks=result.replaced_chunks)
 
