@@ -33,7 +33,8 @@ class Metrics:
         self.http_duration = Histogram("agent_http_request_duration_seconds", "HTTP request latency.",
                                        ["route", "method"], buckets=_LATENCY_BUCKETS, registry=r)
         self.retrieval_duration = Histogram("agent_retrieval_duration_seconds",
-                                            "Query embedding + hybrid search.", buckets=_LATENCY_BUCKETS, registry=r)
+                                            "Hybrid search (the query encoding is timed apart).", buckets=_LATENCY_BUCKETS,
+                                            registry=r)
         self.generation_duration = Histogram("agent_generation_duration_seconds", "Answer generation.",
                                              ["backend"], buckets=_LATENCY_BUCKETS, registry=r)
         self.ingestion_duration = Histogram("agent_ingestion_duration_seconds",

@@ -65,10 +65,13 @@ class Retriever:
             return await anyio.to_thread.run_sync(self.encoder.encode, texts)
 
     async def search(self, query: str, top_k: int, vector=None) -> list[Hit]:
-        """Hybrid search; pass `vector` when the query is already embedded."""
+        """Hybrid search; pass `vector` when the query is already embedded.
+
+        The retrieval histogram times the search alone, whichever caller embedded the query, so it
+        means the same for /retrieve and /chat; the encoder call has its own histogram."""
+        if vector is None:
+            vector = (await self.embed([query]))[0]
         with self.metrics.retrieval_duration.time():
-            if vector is None:
-                vector = (await self.embed([query]))[0]
             return await self._call("hybrid_search", query, vector, top_k)
 
     async def ingest(self, documents: list[SourceDocument]) -> IngestResult:

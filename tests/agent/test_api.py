@@ -315,6 +315,7 @@ def test_openai_compatible_options_out_of_range_name_the_field(corpus_client: Te
 def test_metrics_use_route_templates_and_record_timings(corpus_client: TestClient) -> None:
     corpus_client.delete("/documents/not-there-123", headers=AUTH)
     corpus_client.post("/retrieve", headers=AUTH, json={"query": "tides"})
+    corpus_client.post("/chat", headers=AUTH, json={"message": "What causes ocean tides?"})  # generation
     text = corpus_client.get("/metrics").text
     assert 'agent_http_requests_total{method="DELETE",route="/documents/{document_id}",status="404"}' in text
     assert 'agent_http_requests_total{method="POST",route="/retrieve",status="200"}' in text
