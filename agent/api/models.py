@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # Ids end up inside Milvus filter parameters and Redis keys: no quotes, backslashes or control chars.
 DOCUMENT_ID_PATTERN = r"^[^\"'\\\x00-\x1f\x7f]{1,256}$"
@@ -175,6 +175,16 @@ class ChatCompletionRequest(BaseModel):
         description="Upper bound on the answer's length. openai generator: model tokens, capped at "
                     "AGENT_GENERATOR_MAX_TOKENS (also the default). Extractive generator: words, "
                     "citation marks included, in whole sentences; the best sentence is always kept.")
+    max_completion_tokens: int | None = Field(
+        None, ge=1, description="OpenAI's newer name for max_tokens; send one of the two.")
+
+    @model_validator(mode="after")
+    def _one_token_limit(self) -> ChatCompletionRequest:
+        if self.max_completion_tokens is not None:
+            if self.max_tokens is not None and self.max_tokens != self.max_completion_tokens:
+                raise ValueError("max_tokens and max_completion_tokens disagree; send one of them")
+            self.max_tokens = self.max_completion_tokens
+        return self
 
 
 class CompletionMessage(BaseModel):

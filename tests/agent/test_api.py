@@ -293,6 +293,12 @@ def test_openai_compatible_options_shape_the_extractive_answer(corpus_client: Te
     assert ask(max_tokens=first_words) == (first, first_words)
     # A sentence is never cut: a budget smaller than the best sentence still gets all of it.
     assert ask(max_tokens=1) == (first, first_words)
+    # OpenAI's newer name for the same bound.
+    assert ask(max_completion_tokens=full_words - 1) == (first, first_words)
+    conflict = corpus_client.post("/v1/chat/completions", headers=AUTH, json={
+        "messages": [{"role": "user", "content": "Tell me about photosynthesis"}],
+        "max_tokens": 5, "max_completion_tokens": 6})
+    assert conflict.status_code == 422 and "send one of them" in conflict.text
     # The extractive generator does not sample: temperature changes nothing.
     assert ask(temperature=0) == ask(temperature=2) == (full, full_words)
 
