@@ -33,6 +33,7 @@ class Outcome:
     citations: list[Hit] = field(default_factory=list)
     supported: bool = True
     tool_result: Any = None
+    finish_reason: str = "stop"  # "length": max_tokens shortened a generated answer
 
 
 class Executor:
@@ -72,7 +73,7 @@ class Executor:
                                                            options=options)
         if not answer.supported:
             self.metrics.unsupported_answers.inc()
-        return Outcome(answer.text, answer.citations, answer.supported)
+        return Outcome(answer.text, answer.citations, answer.supported, finish_reason=answer.finish_reason)
 
     async def _tool(self, plan: Plan) -> Outcome:
         assert plan.tool is not None

@@ -39,6 +39,8 @@ class Answer:
     text: str
     citations: list[Hit] = field(default_factory=list)
     supported: bool = True
+    # "length" when max_tokens shortened the answer (OpenAI's finish_reason), else "stop".
+    finish_reason: str = "stop"
 
 
 @dataclass(frozen=True)
@@ -129,14 +131,17 @@ class ExtractiveGenerator:
         floor = max(self.scorer.min_score, scored[0].score - 0.15)
         chosen: list[_Scored] = []
         words = 0
+        finish_reason = "stop"
         for item in scored:
             if item.score < floor or len(chosen) == self.max_sentences:
                 break
             if item.sentence in (c.sentence for c in chosen):
                 continue
             length = len(item.sentence.split()) + 1  # + its [n]
-            if chosen and options.max_tokens is not None and words + length > options.max_tokens:
-                break
+            if options.max_tokens is not None and words + length > options.max_tokens:
+                finish_reason = "length"
+                if chosen:
+                    break
             chosen.append(item)
             words += length
         cited: list[int] = []
@@ -146,7 +151,7 @@ class ExtractiveGenerator:
                 cited.append(item.passage)
             sentence = item.sentence if item.sentence[-1] in ".!?" else item.sentence + "."
             parts.append(f"{sentence} [{cited.index(item.passage) + 1}]")
-        return Answer(" ".join(parts), [passages[i] for i in cited], supported=True)
+        return Answer(" ".join(parts), [passages[i] for i in cited], supported=True, finish_reason=finish_reason)
 
 
 class OpenAIGenerator:
@@ -187,7 +192,9 @@ class OpenAIGenerator:
         try:
             response = await self.client.post("chat/completions", json=body)
             response.raise_for_status()
-            text = response.json()["choices"][0]["message"]["content"].strip()
+            choice = response.json()["choices"][0]
+            text = choice["message"]["content"].strip()
+            finish_reason = "length" if choice.get("finish_reason") == "length" else "stop"
         except (httpx.HTTPError, KeyError, IndexError, TypeError, ValueError) as exc:
             log.warning("generator call failed", extra={"error": str(exc)})
             raise GeneratorUnavailable(f"generator backend at {self.client.base_url} failed: {exc}") from exc
@@ -196,5 +203,5 @@ class OpenAIGenerator:
         mapping = {old: new + 1 for new, old in enumerate(used)}
         text = re.sub(r"\[(\d+)\]", lambda m: f"[{mapping.get(int(m.group(1)), m.group(1))}]", text)
         cited = [passages[n - 1] for n in used] or passages
-        return Answer(text, cited, supported=True)
+        return Answer(text, cited, supported=True, finish_reason=finish_reason)
 

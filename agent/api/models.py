@@ -195,7 +195,8 @@ class CompletionMessage(BaseModel):
 class CompletionChoice(BaseModel):
     index: int
     message: CompletionMessage
-    finish_reason: Literal["stop"] = "stop"
+    finish_reason: Literal["stop", "length"] = Field(
+        "stop", description="`length` when max_tokens shortened the answer.")
 
 
 class Usage(BaseModel):

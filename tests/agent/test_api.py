@@ -293,6 +293,13 @@ def test_openai_compatible_options_shape_the_extractive_answer(corpus_client: Te
     assert ask(max_tokens=first_words) == (first, first_words)
     # A sentence is never cut: a budget smaller than the best sentence still gets all of it.
     assert ask(max_tokens=1) == (first, first_words)
+    def finish(**options) -> str:
+        return corpus_client.post("/v1/chat/completions", headers=AUTH, json={
+            "messages": [{"role": "user", "content": "Tell me about photosynthesis"}], **options}
+        ).json()["choices"][0]["finish_reason"]
+
+    assert finish() == finish(max_tokens=full_words) == "stop"
+    assert finish(max_tokens=full_words - 1) == finish(max_tokens=1) == "length"
     # OpenAI's newer name for the same bound.
     assert ask(max_completion_tokens=full_words - 1) == (first, first_words)
     conflict = corpus_client.post("/v1/chat/completions", headers=AUTH, json={

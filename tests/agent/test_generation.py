@@ -22,6 +22,7 @@ class StubModelServer:
     def __init__(self) -> None:
         self.requests: list[dict] = []
         self.reply = "Etna erupts often [2]."
+        self.finish_reason = "stop"
         self.status = 200
         stub = self
 
@@ -31,7 +32,7 @@ class StubModelServer:
                 stub.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
                 payload = json.dumps({"id": "x", "object": "chat.completion", "choices": [
                     {"index": 0, "message": {"role": "assistant", "content": stub.reply},
-                     "finish_reason": "stop"}]}).encode()
+                     "finish_reason": stub.finish_reason}]}).encode()
                 self.send_response(stub.status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
@@ -106,6 +107,18 @@ def test_openai_backend_gets_each_requests_temperature_and_max_tokens(openai_cli
                               ).status_code == 200
     assert {k: stub.requests[-1]["body"][k] for k in ("temperature", "max_tokens")} == {
         "temperature": 0, "max_tokens": 300}
+
+
+def test_openai_backend_finish_reason_length_reaches_the_client(openai_client, stub) -> None:
+    question = {"messages": [{"role": "user", "content": "How often does Mount Etna erupt?"}], "max_tokens": 3}
+    stub.finish_reason = "length"  # the model server stopped at max_tokens
+    body = openai_client.post("/v1/chat/completions", headers=AUTH, json=question).json()
+    assert body["choices"][0]["finish_reason"] == "length"
+    streamed = openai_client.post("/v1/chat/completions", headers=AUTH, json={**question, "stream": True}).text
+    assert '"finish_reason": "length"' in streamed
+    stub.finish_reason = "stop"
+    body = openai_client.post("/v1/chat/completions", headers=AUTH, json=question).json()
+    assert body["choices"][0]["finish_reason"] == "stop"
 
 
 def test_openai_backend_is_not_called_without_supporting_passages(openai_client, stub) -> None:

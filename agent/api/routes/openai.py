@@ -51,20 +51,22 @@ async def chat_completions(body: ChatCompletionRequest, res: Resources = Depends
     prompt_tokens = sum(len(m.text().split()) for m in body.messages)
     completion_tokens = len(outcome.answer.split())
     if body.stream:
-        return StreamingResponse(_stream(completion_id, created, body.model, outcome.answer),
-                                 media_type="text/event-stream")
+        stream = _stream(completion_id, created, body.model, outcome.answer, outcome.finish_reason)
+        return StreamingResponse(stream, media_type="text/event-stream")
     return ChatCompletionResponse(
         id=completion_id, created=created, model=body.model,
-        choices=[CompletionChoice(index=0, message=CompletionMessage(content=outcome.answer))],
+        choices=[CompletionChoice(index=0, message=CompletionMessage(content=outcome.answer),
+                                  finish_reason=outcome.finish_reason)],
         usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                     total_tokens=prompt_tokens + completion_tokens),
         citations=[HitOut(**h.__dict__) for h in outcome.citations],
     )
 
 
-async def _stream(completion_id: str, created: int, model: str, answer: str) -> AsyncIterator[str]:
+async def _stream(completion_id: str, created: int, model: str, answer: str,
+                  finish_reason: str) -> AsyncIterator[str]:
     base = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model}
     yield "data: " + json.dumps({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": answer},
                                                       "finish_reason": None}]}) + "\n\n"
-    yield "data: " + json.dumps({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}) + "\n\n"
+    yield "data: " + json.dumps({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish_reason}]}) + "\n\n"
     yield "data: [DONE]\n\n"
