@@ -61,6 +61,14 @@ class Result:
         return row
 
 
+def agent_chunking() -> tuple[int, int]:
+    """The agent's default chunk size and overlap, so baselines cut text as the agent does."""
+    from agent.config import Settings
+
+    fields = Settings.model_fields
+    return fields["chunk_size_chars"].default, fields["chunk_overlap_chars"].default
+
+
 def machine() -> dict[str, Any]:
     import torch
 
@@ -158,8 +166,12 @@ class RunContext:
             self._encoder = Encoder.load(device="cpu")
         return self._encoder
 
-    def corpus(self, chunks_needed: int, chunk_size: int = 800, overlap: int = 150):
-        """(documents, chunks) with at least `chunks_needed` chunks, cut by the agent's chunker."""
+    def corpus(self, chunks_needed: int, chunk_size: int | None = None, overlap: int | None = None):
+        """(documents, chunks) with at least `chunks_needed` chunks, cut by the agent's chunker
+        (at the agent's default size and overlap unless given)."""
+        default_size, default_overlap = agent_chunking()
+        chunk_size = default_size if chunk_size is None else chunk_size
+        overlap = default_overlap if overlap is None else overlap
         key = (chunk_size, overlap)
         cached = self._corpora.get(key)
         if cached is None or len(cached[1]) < chunks_needed:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from agent.chunking import chunk_text
 from agent.eval.client import in_process_client
-from bench.common import Result, RunContext, log, progress, rss_mb
+from bench.common import Result, RunContext, agent_chunking, log, progress, rss_mb
 
 BATCH_DOCS = 16
 
@@ -39,8 +39,7 @@ def run(ctx: RunContext) -> Result:
             api_s = time.perf_counter() - start
 
     # Baseline: the same chunks through the encoder alone (what ingestion costs at the very least).
-    settings_size, settings_overlap = 800, 150
-    texts = [c.text for d in docs for c in chunk_text(d.text, settings_size, settings_overlap)]
+    texts = [c.text for d in docs for c in chunk_text(d.text, *agent_chunking())]
     encoder = ctx.encoder
     start = time.perf_counter()
     encoder.encode(texts)

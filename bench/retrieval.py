@@ -17,7 +17,7 @@ import numpy as np
 from agent.eval import metrics as m
 from agent.stores.vectors import primary_key
 
-from bench.common import Result, RunContext, latency_ms, log, progress, rss_mb
+from bench.common import Result, RunContext, agent_chunking, latency_ms, log, progress, rss_mb
 from bench.corpus import ChunkRef, make_queries, relevant_chunks
 
 K = 10
@@ -146,7 +146,7 @@ def measure_golden(ctx: RunContext, workdir: Path) -> dict:
     docs = load_corpus(list(GOLDEN_CORPUS))
     items = load_dataset(GOLDEN_DATASET)
     pieces = [(d.id, f"{d.id}#{c.index}", with_title(d.title, c.text))  # as the agent indexes them
-              for d in docs for c in chunk_text(d.text, 800, 150)]
+              for d in docs for c in chunk_text(d.text, *agent_chunking())]
     vectors = ctx.embed([text for _, _, text in pieces], desc="encode golden corpus")
     questions = [item.question.question for item in items]
     qvecs = ctx.embed(questions, desc="encode golden questions")
