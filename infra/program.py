@@ -34,7 +34,8 @@ def build_platform(cfg: StackConfig) -> dict[str, object]:
     # Cluster services.
     redis = Redis("redis", cfg, ns, secrets.names.redis,
                   pulumi.ResourceOptions(provider=provider, depends_on=[namespaces, secrets]))
-    milvus = Milvus("milvus", cfg, ns, ns_dep)
+    milvus = Milvus("milvus", cfg, ns, secrets.names.minio,
+                    pulumi.ResourceOptions(provider=provider, depends_on=[namespaces, secrets]))
     rollouts = ArgoRollouts("argo-rollouts", cfg, ns, ns_dep)
     gpu = GpuPlatform("gpu", cfg, ns, secrets.names.model_server,
                       pulumi.ResourceOptions(provider=provider, depends_on=[namespaces, secrets]))

@@ -13,6 +13,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import versions
+from infra.components.secrets import MINIO_ACCESS_KEY, MINIO_SECRET_KEY
 from infra.config import StackConfig
 from infra.kube import KubeObject, Manifest, Namespaces, agent_peer, labels, metadata
 
@@ -29,6 +30,27 @@ ETCD_UID = 1001
 ETCD_SERVICE_ACCOUNT = f"{RELEASE}-etcd"
 # apachepulsar/pulsar >= 2.10 runs as uid 10000, group 0 (apache/pulsar#13376).
 PULSAR_UID = 10000
+
+
+# MinIO credentials. The MinIO subchart reads them from the Secret named by `minio.existingSecret`
+# (charts/minio/templates/{deployment,statefulset}.yaml, the `minio.secretName` helper; with it set,
+# templates/secrets.yaml renders no Secret of its own). The Milvus pods do not read that value:
+# templates/config.tpl writes `minio.accessKey`/`minio.secretKey` into the chart's ConfigMap in plaintext.
+# Milvus 2.5 also reads both keys from these env vars, and its env source outranks its config files
+# (milvus-io/milvus pkg/util/paramtable/service_param.go, pkg/config/{env_source,source,manager}.go), so
+# every Milvus component gets them from the same Secret through `<component>.extraEnv`. Milvus has no
+# *_FILE setting, hence env vars (exempted per object, docs/policies.md).
+MILVUS_MINIO_ENV = {"MINIO_ACCESS_KEY_ID": MINIO_ACCESS_KEY, "MINIO_SECRET_ACCESS_KEY": MINIO_SECRET_KEY}
+# What config.tpl writes into the ConfigMap instead of the chart default (minioadmin): not a credential,
+# and never used while the env vars above are set (a Milvus without them fails to authenticate, loudly).
+CONFIGMAP_PLACEHOLDERS = {"accessKey": "unused-see-env-MINIO_ACCESS_KEY_ID",
+                          "secretKey": "unused-see-env-MINIO_SECRET_ACCESS_KEY"}
+# Every templates/<component>-deployment.yaml renders its `extraEnv`. In cluster mode the components
+# the chart leaves disabled (separate coordinators, streaming node) get it too: enabling one later
+# cannot start it without the credentials.
+STANDALONE_COMPONENTS = ("standalone",)
+CLUSTER_COMPONENTS = ("mixCoordinator", "proxy", "queryNode", "dataNode", "indexNode", "streamingNode",
+                      "rootCoordinator", "queryCoordinator", "indexCoordinator", "dataCoordinator")
 
 
 # Fresh dicts per use: shared ones would come out as YAML anchors wherever the values are dumped.
@@ -72,7 +94,18 @@ def _pulsar_values() -> dict[str, Any]:
     }
 
 
-def build_values(cfg: StackConfig) -> dict[str, Any]:
+def _minio_env(secret_name: str) -> list[dict[str, Any]]:
+    return [{"name": env, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key}}}
+            for env, key in MILVUS_MINIO_ENV.items()]
+
+
+def _minio_values(mode: str, size: str, secret_name: str) -> dict[str, Any]:
+    # accessKey/secretKey: ignored by the subchart once existingSecret is set; only config.tpl reads them.
+    return {"mode": mode, "persistence": {"size": size}, "existingSecret": secret_name, **CONFIGMAP_PLACEHOLDERS}
+
+
+def build_values(cfg: StackConfig, minio_secret: str) -> dict[str, Any]:
+    """The chart values for this stack; `minio_secret` names the Secret with MinIO's keys (no values here)."""
     m = cfg.milvus
     values: dict[str, Any] = {
         "image": {"all": {"tag": versions.MILVUS_IMAGE_TAG}},
@@ -92,7 +125,7 @@ def build_values(cfg: StackConfig) -> dict[str, Any]:
             "cluster": {"enabled": False},
             "standalone": {"persistence": {"persistentVolumeClaim": {"size": m.storageSize}}},
             "etcd": _etcd_values(replicas=1),
-            "minio": {"mode": "standalone", "persistence": {"size": m.storageSize}},
+            "minio": _minio_values("standalone", m.storageSize, minio_secret),
             "pulsar": {"enabled": False},
             "pulsarv3": {"enabled": False},
         }
@@ -102,10 +135,13 @@ def build_values(cfg: StackConfig) -> dict[str, Any]:
             "proxy": {"replicas": m.proxyReplicas},
             "queryNode": {"replicas": m.queryNodeReplicas},
             "etcd": _etcd_values(replicas=3),
-            "minio": {"mode": "distributed", "persistence": {"size": m.storageSize}},
+            "minio": _minio_values("distributed", m.storageSize, minio_secret),
             "pulsar": {"enabled": False},
             "pulsarv3": _pulsar_values(),
         }
+    components = STANDALONE_COMPONENTS if m.mode == "standalone" else CLUSTER_COMPONENTS
+    for component in components:
+        values.setdefault(component, {})["extraEnv"] = _minio_env(minio_secret)
     return values
 
 
@@ -127,9 +163,9 @@ def build_network_policies(cfg: StackConfig, ns: Namespaces) -> list[Manifest]:
 
 
 class Milvus(pulumi.ComponentResource):
-    """The vector store; reachable only from the agent."""
+    """The vector store; reachable only from the agent. `minio_secret` names the Secret with MinIO's keys."""
 
-    def __init__(self, name: str, cfg: StackConfig, ns: Namespaces,
+    def __init__(self, name: str, cfg: StackConfig, ns: Namespaces, minio_secret: str,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("rag-platform:milvus:Milvus", name, None, opts)
         self.mode = cfg.milvus.mode
@@ -137,7 +173,7 @@ class Milvus(pulumi.ComponentResource):
         self.chart = k8s.helm.v4.Chart(
             "milvus", chart=versions.MILVUS_CHART, version=versions.MILVUS_CHART_VERSION,
             repository_opts=k8s.helm.v4.RepositoryOptsArgs(repo=versions.MILVUS_REPO),
-            name=RELEASE, namespace=ns.milvus, values=build_values(cfg),
+            name=RELEASE, namespace=ns.milvus, values=build_values(cfg, minio_secret),
             opts=pulumi.ResourceOptions(parent=self))
         self.policies = [KubeObject(m, pulumi.ResourceOptions(parent=self)) for m in build_network_policies(cfg, ns)]
         self.register_outputs({"uri": self.uri, "mode": self.mode})

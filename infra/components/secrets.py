@@ -2,6 +2,8 @@
 
 Values never leave Pulumi's secret handling: RandomPassword.result is a secret Output, and
 `stringData` built from it stays secret in state and in the preview ("[secret]").
+The one exception to "mounted as files" is MinIO's keys: the Milvus chart only passes them as env vars
+(infra/components/milvus.py says why, docs/policies.md lists the exemptions).
 """
 
 from __future__ import annotations
@@ -14,6 +16,12 @@ import pulumi_random as random
 from infra.config import StackConfig
 from infra.kube import KubeObject, Manifest, Namespaces, labels, metadata
 
+# The keys the Milvus chart's MinIO subchart reads from the Secret named by `minio.existingSecret`
+# (zilliztech/milvus-helm charts/minio/values.yaml, templates/{deployment,statefulset}.yaml); the Milvus
+# pods read the same keys (infra/components/milvus.py).
+MINIO_ACCESS_KEY = "accesskey"
+MINIO_SECRET_KEY = "secretkey"
+
 
 @dataclass(frozen=True)
 class SecretNames:
@@ -24,6 +32,8 @@ class SecretNames:
     webhook: str = "github-webhook-secret"
     registry: str = "registry-credentials"
     model_server: str = "model-server-auth"
+    # Not `milvus-minio`: that is the name of the Secret the subchart would render itself.
+    minio: str = "milvus-minio-credentials"
 
 
 def build_secret(name: str, namespace: str, env: str, component: str,
@@ -54,9 +64,17 @@ class PlatformSecrets(pulumi.ComponentResource):
         self.api_keys = [_password(f"agent-api-key-{i}", self, 40) for i in range(cfg.agent.apiKeyCount)]
         self.webhook_secret = _password("github-webhook-secret", self, 40)
         self.model_server_key = _password("model-server-api-key", self, 40) if cfg.gpu.enabled else None
+        # Milvus' object store (the chart's MinIO): the lengths the subchart would generate itself
+        # (charts/minio/templates/secrets.yaml, randAlphaNum 20/40), within MinIO's 3/8-character minimums.
+        self.minio_access_key = _password("minio-access-key", self, 20)
+        self.minio_secret_key = _password("minio-secret-key", self, 40)
 
         # Explicitly secret: the engine marks RandomPassword.result secret, but we don't rely on it.
         self.redis_password_value = pulumi.Output.secret(self.redis_password.result)
+        minio_data: dict[str, pulumi.Input[str]] = {
+            MINIO_ACCESS_KEY: pulumi.Output.secret(self.minio_access_key.result),
+            MINIO_SECRET_KEY: pulumi.Output.secret(self.minio_secret_key.result),
+        }
         api_keys_file = pulumi.Output.secret(
             pulumi.Output.all(*[k.result for k in self.api_keys]).apply(lambda ks: "\n".join(ks) + "\n"))
         webhook_value = pulumi.Output.secret(self.webhook_secret.result)
@@ -76,6 +94,7 @@ class PlatformSecrets(pulumi.ComponentResource):
         self.secrets: dict[str, KubeObject] = {
             "redis": KubeObject(build_secret(self.names.redis, ns.data, env, "redis",
                                              {"password": self.redis_password_value}), dep(ns.data)),
+            "minio": KubeObject(build_secret(self.names.minio, ns.milvus, env, "milvus", minio_data), dep(ns.milvus)),
             "agent": KubeObject(build_secret(self.names.agent, ns.app, env, "agent", agent_data), dep(ns.app)),
             "webhook": KubeObject(build_secret(self.names.webhook, ns.ci, env, "cicd",
                                                {"secretToken": webhook_value}), dep(ns.ci)),

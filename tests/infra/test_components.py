@@ -14,7 +14,7 @@ from infra.components.milvus import Milvus
 from infra.components.namespaces import PlatformNamespaces
 from infra.components.redis import Redis
 from infra.components.rollouts import ArgoRollouts
-from infra.components.secrets import PlatformSecrets, SecretNames
+from infra.components.secrets import MINIO_ACCESS_KEY, MINIO_SECRET_KEY, PlatformSecrets, SecretNames
 from infra.config import parse_stack_config
 from infra.kube import Namespaces
 from infra.preview import load_stack_file
@@ -25,9 +25,11 @@ from .conftest import REPO
 class Mocks(pulumi.runtime.Mocks):
     def __init__(self) -> None:
         self.created: list[tuple[str, str]] = []
+        self.inputs: dict[tuple[str, str], dict] = {}  # what the program sent the engine
 
     def new_resource(self, args):
         self.created.append((args.typ, args.name))
+        self.inputs[(args.typ, args.name)] = dict(args.inputs)
         outputs = dict(args.inputs)
         if args.typ.startswith("random:"):
             outputs["result"] = f"fake-{args.name}"
@@ -66,16 +68,32 @@ def test_namespaces_and_secrets():
     namespaces = PlatformNamespaces("t-namespaces", c, ns)
     assert set(namespaces.namespaces) == {"rag-prod", "rag-prod-data", "rag-prod-milvus", "rag-prod-ci", "rag-prod-gpu"}
     secrets = PlatformSecrets("t-secrets", c, ns, namespaces.namespaces)
-    assert set(secrets.secrets) == {"redis", "agent", "webhook", "registry", "model_server"}
+    assert set(secrets.secrets) == {"redis", "minio", "agent", "webhook", "registry", "model_server"}
     assert len(secrets.api_keys) == c.agent.apiKeyCount
 
+    # MinIO's keys: in the Milvus namespace, under the keys the chart's MinIO subchart reads.
+    minio = secrets.secrets["minio"].manifest
+    assert minio["metadata"]["namespace"] == "rag-prod-milvus"
+    assert minio["metadata"]["name"] == "milvus-minio-credentials"
+    assert minio["type"] == "Opaque" and set(minio["stringData"]) == {"accesskey", "secretkey"}
+
     def check(args):
-        is_secret, value = args
+        is_secret, value, *minio_values = args
         assert is_secret and value.startswith("fake-")
+        access_secret, access, key_secret, key = minio_values
+        assert access_secret and key_secret
+        assert (access, key) == ("fake-minio-access-key", "fake-minio-secret-key")
+        # From pulumi-random (registered by now), alphanumeric: env vars and S3 signing take them unescaped.
+        for name, length in (("minio-access-key", 20), ("minio-secret-key", 40)):
+            assert MOCKS.inputs[("random:index/randomPassword:RandomPassword", name)] == {"length": length,
+                                                                                          "special": False}
 
     # The mock engine does not apply `additionalSecretOutputs`: this proves our own marking.
+    data = minio["stringData"]
     return pulumi.Output.all(pulumi.Output.is_secret(secrets.redis_password_value),
-                             secrets.redis_password_value).apply(check)
+                             secrets.redis_password_value,
+                             pulumi.Output.is_secret(data[MINIO_ACCESS_KEY]), data[MINIO_ACCESS_KEY],
+                             pulumi.Output.is_secret(data[MINIO_SECRET_KEY]), data[MINIO_SECRET_KEY]).apply(check)
 
 
 @pulumi.runtime.test
@@ -89,7 +107,7 @@ def test_redis_component_sentinel_in_prod():
 @pulumi.runtime.test
 def test_cluster_services_and_agent():
     c, ns = cfg("staging"), Namespaces.for_env("staging")
-    milvus = Milvus("t-milvus", c, ns)
+    milvus = Milvus("t-milvus", c, ns, SecretNames().minio)
     assert milvus.mode == "standalone" and milvus.uri.endswith(":19530")
     rollouts = ArgoRollouts("t-rollouts", c, ns)
     gpu = GpuPlatform("t-gpu", c, ns, "model-server-auth")

@@ -311,3 +311,39 @@ def test_milvus_chart_values_harden_its_pods(stacks):
                     "seccompProfile": runtime_default}
         else:
             assert pulsar == {"enabled": False}
+
+
+def milvus_values(stack) -> dict:
+    return next(r for r in stack.of_type("kubernetes:helm.sh/v4:Chart")
+                if r["inputs"].get("chart") == "milvus")["inputs"]["values"]
+
+
+@pytest.mark.parametrize("name", STACKS)
+def test_minio_credentials_are_generated_and_referenced_by_name(stacks, name):
+    """MinIO's keys: pulumi-random, a Secret in the Milvus namespace, and the chart gets only its name."""
+    s = stacks[name]
+    secret = s.one("Secret", "milvus-minio-credentials")
+    assert secret["metadata"]["namespace"] == f"rag-{name}-milvus" and secret["stringData"] == "[secret]"
+    randoms = {r["name"]: r["inputs"] for r in s.of_type("random:index/randomPassword:RandomPassword")}
+    assert randoms["minio-access-key"] == {"length": 20, "special": False}
+    assert randoms["minio-secret-key"] == {"length": 40, "special": False}
+    assert s.outputs["secretNames"]["minio"] == "milvus-minio-credentials"
+
+    values = milvus_values(s)
+    assert values["minio"]["existingSecret"] == "milvus-minio-credentials"
+    expected = [{"name": "MINIO_ACCESS_KEY_ID",
+                 "valueFrom": {"secretKeyRef": {"name": "milvus-minio-credentials", "key": "accesskey"}}},
+                {"name": "MINIO_SECRET_ACCESS_KEY",
+                 "valueFrom": {"secretKeyRef": {"name": "milvus-minio-credentials", "key": "secretkey"}}}]
+    running = ["standalone"] if name != "prod" else ["mixCoordinator", "proxy", "queryNode", "dataNode", "indexNode"]
+    for component in running:
+        assert values[component]["extraEnv"] == expected, component
+    # The Milvus component waits for the Secret: its pods cannot start without it.
+    component = next(r for r in s.resources if r["type"] == "rag-platform:milvus:Milvus")
+    assert any(d.endswith("::secret:" + f"rag-{name}-milvus/milvus-minio-credentials") for d in component["dependsOn"])
+
+
+@pytest.mark.parametrize("name", STACKS)
+def test_no_default_object_store_credentials_in_the_preview(stacks, name):
+    for path in stacks[name].dir.iterdir():
+        assert "minioadmin" not in path.read_text().lower(), f"MinIO's default credentials in {path}"

@@ -4,7 +4,8 @@ The credential-free preview shows `helm.sh/v4:Chart milvus` as one resource; und
 pack sees every object the chart renders. The builders below follow, for the fields the policies read,
 the templates of the pinned chart and its subcharts (docs/policies.md, "Third-party installs", names
 them and the revisions read), and take the values `infra.components.milvus.build_values` passes. So a
-dropped hardening value, a misnamed or stale exemption, or a value the templates do not read fails here.
+dropped hardening value, a misnamed or stale exemption, or a value the templates do not read fails here,
+and so does MinIO or a Milvus component not reading the generated credentials Secret.
 
 Reconstructed, not rendered: when helm is available, render the real chart with the same values and
 check it (`helm template ... | python -m policies check - --config stacks/policy/<stack>.json`).
@@ -20,6 +21,7 @@ import pytest
 
 from infra import versions
 from infra.components.milvus import RELEASE, build_values
+from infra.components.secrets import MINIO_ACCESS_KEY, MINIO_SECRET_KEY, SecretNames
 from infra.config import StackConfig, parse_stack_config
 from infra.kube import Namespaces
 from infra.preview import load_stack_file
@@ -29,6 +31,7 @@ from policies.pack_config import PackConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 STACKS = ["dev", "local", "staging", "prod"]
+MINIO_SECRET = SecretNames().minio  # what infra/program.py passes
 PREFIX = f"Third-party (Milvus chart {versions.MILVUS_CHART_VERSION}): "
 
 # Chart defaults the reconstructed templates read: zilliztech/milvus-helm charts/milvus/values.yaml
@@ -62,6 +65,10 @@ DEFAULTS: dict[str, Any] = {
         "enabled": True,
         "mode": "distributed",
         "image": {"repository": "minio/minio", "tag": "RELEASE.2023-03-20T20-16-18Z"},
+        "accessKey": "minioadmin",
+        "secretKey": "minioadmin",
+        "existingSecret": "",
+        "service": {"port": 9000},
         "securityContext": {"enabled": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000},
         "persistence": {"enabled": True},
         "serviceAccount": {"create": True, "name": None},
@@ -129,6 +136,8 @@ def milvus_objects(v: dict[str, Any], ns: str) -> list[PolicyResource]:
     for key, component in components.items():
         own = v.get(key, {})
         container: dict[str, Any] = {"name": component, "image": image, "args": ["milvus", "run", component]}
+        if own.get("extraEnv"):  # `{{- if .Values.<component>.extraEnv }}`, appended to the container's env
+            container["env"] = copy.deepcopy(own["extraEnv"])
         # `{{ if and .Values.containerSecurityContext (not .Values.<c>.containerSecurityContext) }}`, then the
         # component's own; the pod securityContext is chosen the same way.
         container_security = own.get("containerSecurityContext") or v.get("containerSecurityContext")
@@ -148,6 +157,13 @@ def milvus_objects(v: dict[str, Any], ns: str) -> list[PolicyResource]:
             pod["volumes"].append({"name": "disk", "emptyDir": {}})
         out.append(workload("Deployment", f"{RELEASE}-{component}", ns, pod))
     return out
+
+
+def milvus_config_minio(v: dict[str, Any]) -> dict[str, Any]:
+    """templates/config.tpl, the `minio:` section of the ConfigMap's default.yaml (bundled MinIO, no externalS3)."""
+    m = v["minio"]
+    return {"address": f"{RELEASE}-minio", "port": m["service"]["port"],
+            "accessKeyID": m["accessKey"], "secretAccessKey": m["secretKey"]}
 
 
 # --- bitnami etcd 6.3.3: templates/statefulset.yaml, serviceaccount.yaml, etcd.serviceAccountName -----
@@ -176,19 +192,29 @@ def etcd_objects(e: dict[str, Any], ns: str) -> list[PolicyResource]:
     return out
 
 
-# --- zilliztech minio 8.0.x: templates/{deployment,statefulset}.yaml, minio.serviceAccountName -------
+# --- zilliztech minio 8.0.x: templates/{deployment,statefulset,secrets}.yaml, minio.serviceAccountName,
+# minio.secretName ----------------------------------------------------------------------------------
+
+def minio_secret(m: dict[str, Any]) -> tuple[str, dict[str, str] | None]:
+    """The Secret the MinIO pods read, and the data the subchart renders into it (None: it renders none)."""
+    if m["existingSecret"]:
+        return m["existingSecret"], None
+    # templates/secrets.yaml; an empty key would be randAlphaNum, the Milvus chart's defaults are minioadmin.
+    return f"{RELEASE}-minio", {"accesskey": m["accessKey"], "secretkey": m["secretKey"]}
+
 
 def minio_objects(m: dict[str, Any], ns: str) -> list[PolicyResource]:
     name = f"{RELEASE}-minio"  # minio.fullname
+    secret_name, _ = minio_secret(m)
     sa = m["serviceAccount"]
     sa_name = (sa.get("name") or name) if sa["create"] else (sa.get("name") or "default")
-    secret_env = [{"name": env, "valueFrom": {"secretKeyRef": {"name": name, "key": key}}}
+    secret_env = [{"name": env, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key}}}
                   for env, key in (("MINIO_ACCESS_KEY", "accesskey"), ("MINIO_SECRET_KEY", "secretkey"))]
     pod: dict[str, Any] = {
         "serviceAccountName": sa_name,
         "containers": [{"name": "minio", "image": f"{m['image']['repository']}:{m['image']['tag']}",
                         "env": secret_env}],
-        "volumes": [{"name": "minio-user", "secret": {"secretName": name}}],
+        "volumes": [{"name": "minio-user", "secret": {"secretName": secret_name}}],
     }
     security = m["securityContext"]
     if security["enabled"] and m["persistence"]["enabled"]:  # only these three fields are rendered
@@ -291,11 +317,11 @@ def names(resources: list[PolicyResource], kind: str) -> set[str]:
 # --- tests -----------------------------------------------------------------------------------------
 
 def test_reconstruction_follows_the_mode_each_stack_installs():
-    dev = render(build_values(stack_config("dev")), "rag-dev-milvus")
+    dev = render(build_values(stack_config("dev"), MINIO_SECRET), "rag-dev-milvus")
     assert names(dev, "Deployment") == {"milvus-standalone", "milvus-minio"}
     assert names(dev, "StatefulSet") == {"milvus-etcd"}
     assert names(dev, "Job") == set()
-    prod = render(build_values(stack_config("prod")), "rag-prod-milvus")
+    prod = render(build_values(stack_config("prod"), MINIO_SECRET), "rag-prod-milvus")
     assert names(prod, "Deployment") == {f"milvus-{c}" for c in ("mixcoord", "proxy", "querynode", "datanode",
                                                                  "indexnode")}
     assert names(prod, "StatefulSet") == {"milvus-etcd", "milvus-minio"} | {
@@ -308,7 +334,7 @@ def test_reconstruction_follows_the_mode_each_stack_installs():
 def test_chart_objects_pass_with_the_stack_config(stack):
     """No violation is left (advisory included), and every Milvus exemption matches one of these objects."""
     config = pack_config(stack)
-    objects = render(build_values(stack_config(stack)), Namespaces.for_env(stack).milvus)
+    objects = render(build_values(stack_config(stack), MINIO_SECRET), Namespaces.for_env(stack).milvus)
     report = check_resources(objects, config)
     assert [v.to_dict() for v in report.violations] == []
     milvus = [e for e in config.all_exemptions() if e.reason.startswith("Third-party (Milvus chart")]
@@ -330,7 +356,7 @@ def test_milvus_exemptions_are_third_party_and_name_the_pinned_chart(stack):
 def test_without_the_hardening_values_more_policies_fire():
     """The values, not the exemptions, keep seccomp, privilege escalation, capabilities and accounts clean."""
     ns = "rag-dev-milvus"
-    values = build_values(stack_config("dev"))
+    values = build_values(stack_config("dev"), MINIO_SECRET)
     for key in ("securityContext", "containerSecurityContext"):
         del values[key]
     values["etcd"] = {"replicaCount": 1}
@@ -343,7 +369,7 @@ def test_without_the_hardening_values_more_policies_fire():
             ("restrict-default-service-account", "milvus-etcd")} <= found
 
     ns = "rag-prod-milvus"
-    values = build_values(stack_config("prod"))
+    values = build_values(stack_config("prod"), MINIO_SECRET)
     for component in ("zookeeper", "bookkeeper"):
         del values["pulsarv3"][component]
     found = {(v.policy, v.resource.name) for v in check_resources(render(values, ns), pack_config("prod")).violations}
@@ -353,8 +379,56 @@ def test_without_the_hardening_values_more_policies_fire():
 
 def test_a_cluster_wide_broker_role_would_be_caught():
     """Why `pulsarv3.rbac.limit_to_namespace` is pinned: cluster-wide, the broker could read every Secret."""
-    values = build_values(stack_config("prod"))
+    values = build_values(stack_config("prod"), MINIO_SECRET)
     values["pulsarv3"]["rbac"]["limit_to_namespace"] = False
     found = {(v.policy, v.resource.kind) for v in
              check_resources(render(values, "rag-prod-milvus"), pack_config("prod")).violations}
     assert ("restrict-cluster-wide-secret-read", "ClusterRole") in found
+
+
+def secret_refs(resource: PolicyResource) -> dict[str, tuple[str, str]]:
+    """env var -> (Secret, key) for every secretKeyRef in the workload's containers."""
+    pod = resource.props["spec"]["template"]["spec"]
+    return {e["name"]: (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
+            for c in pod["containers"] for e in c.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_minio_and_every_milvus_component_use_the_generated_secret(stack):
+    """MinIO starts with our Secret's keys and every Milvus pod logs in with the same ones."""
+    values = build_values(stack_config(stack), MINIO_SECRET)
+    objects = render(values, Namespaces.for_env(stack).milvus)
+    minio = [r for r in objects if r.props["metadata"]["name"] == "milvus-minio"
+             and r.props["kind"] in ("Deployment", "StatefulSet")]
+    assert len(minio) == 1
+    assert secret_refs(minio[0]) == {"MINIO_ACCESS_KEY": (MINIO_SECRET, MINIO_ACCESS_KEY),
+                                     "MINIO_SECRET_KEY": (MINIO_SECRET, MINIO_SECRET_KEY)}
+    milvus = [r for r in objects if r.props["kind"] == "Deployment"
+              and r.props["spec"]["template"]["spec"]["containers"][0].get("args", [])[:2] == ["milvus", "run"]]
+    assert len(milvus) == (1 if stack != "prod" else 5)
+    for r in milvus:
+        assert secret_refs(r) == {"MINIO_ACCESS_KEY_ID": (MINIO_SECRET, MINIO_ACCESS_KEY),
+                                  "MINIO_SECRET_ACCESS_KEY": (MINIO_SECRET, MINIO_SECRET_KEY)}, r.name
+    # With existingSecret the subchart renders no Secret of its own (templates/secrets.yaml).
+    assert minio_secret(coalesce(DEFAULTS, values)["minio"]) == (MINIO_SECRET, None)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_no_default_credentials_in_the_chart_configmap(stack):
+    """config.tpl copies minio.accessKey/secretKey into the ConfigMap; ours are placeholders, not minioadmin."""
+    config = milvus_config_minio(coalesce(DEFAULTS, build_values(stack_config(stack), MINIO_SECRET)))
+    assert config["accessKeyID"].startswith("unused-") and config["secretAccessKey"].startswith("unused-")
+    assert "minioadmin" not in repr(config).lower()
+
+
+def test_without_the_credential_values_the_chart_defaults_come_back():
+    """Why each value is set: drop them and MinIO and the ConfigMap fall back to minioadmin."""
+    values = build_values(stack_config("dev"), MINIO_SECRET)
+    for key in ("existingSecret", "accessKey", "secretKey"):
+        del values["minio"][key]
+    del values["standalone"]["extraEnv"]
+    v = coalesce(DEFAULTS, values)
+    assert minio_secret(v["minio"]) == ("milvus-minio", {"accesskey": "minioadmin", "secretkey": "minioadmin"})
+    assert milvus_config_minio(v)["accessKeyID"] == "minioadmin"
+    standalone = next(r for r in render(values, "rag-dev-milvus") if r.props["metadata"]["name"] == "milvus-standalone")
+    assert secret_refs(standalone) == {}
