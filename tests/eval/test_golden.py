@@ -42,3 +42,24 @@ def test_gate_files_exist_for_every_stack_and_prod_is_strictest():
             assert prod[key] is not None, f"prod lacks {key} that {name} checks"
             stricter = prod[key] >= value if SPECS[key].op == ">=" else prod[key] <= value
             assert stricter, f"prod {key}={prod[key]} is looser than {name}'s {value}"
+
+
+def test_todays_docs_clear_prods_quality_floors():
+    """The docs are the gate's corpus, so a doc change can sink the release gate (MRR slid from 0.88
+    to 0.76 as sections were added). Run the real gate in-process and hold it to prod's quality
+    floors here, so such a change fails in review rather than in the pipeline. Latency ceilings are
+    left to the pipeline: they depend on the machine."""
+    from agent.eval.client import in_process_client
+    from agent.eval.gate import SPECS, Threshold, check, load_gate
+    from agent.eval.runner import aggregate, ingest, run
+
+    gate = load_gate(ROOT / "stacks" / "gates" / "prod.json")
+    floors = [Threshold(name, value, "gate") for name, value in gate.thresholds.model_dump().items()
+              if value is not None and SPECS[name].op == ">="]
+    assert {t.name for t in floors} >= {"min_hit_at_k", "min_mrr", "min_ndcg_at_k", "min_answer_support"}
+    items = load_dataset(GOLDEN)
+    with in_process_client() as client:
+        ingest(client, load_corpus([ROOT / "docs", ROOT / "README.md"]), show_progress=False)
+        metrics = aggregate(run(client, items, gate.k, chat=True, show_progress=False))
+    failed = [r for r in check(floors, metrics) if not r["passed"]]
+    assert not failed, f"the golden set no longer clears prod's floors: {failed}"
