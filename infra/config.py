@@ -78,14 +78,36 @@ class AgentConfig(_Model):
         return self
 
 
+class SentinelConfig(_Model):
+    """Sentinel timings and state; the failover drill (tests/redis_drill) renders the same scripts with smaller
+    timings, so these values are the only difference between what it runs and what prod runs."""
+
+    downAfterMilliseconds: int = Field(
+        5000, ge=100, description="a data pod that does not answer for this long is down (Sentinel down-after-milliseconds)")
+    failoverTimeoutMilliseconds: int = Field(
+        30000, ge=1000, description="Sentinel failover-timeout: a failed failover is retried after twice this, "
+        "a replica that follows the wrong primary is reconfigured after it")
+    discoveryTimeoutSeconds: int = Field(
+        60, ge=5, description="how long a starting data pod asks the Sentinels for a primary before it exits "
+        "non-zero with the errors it got (the kubelet then restarts it)")
+    storageSize: str = Field("1Gi", description="PVC per Sentinel for its state (id, epochs, primary, peers)")
+
+
 class RedisConfig(_Model):
     mode: Literal["standalone", "sentinel"] = Field(
         "standalone", description="'sentinel' runs replicas plus Redis Sentinel for automatic failover (HA)")
     replicas: int = Field(1, ge=1, description="Redis data pods (1 primary + replicas-1 replicas)")
     storageSize: str = Field("1Gi", description="PVC size for the AOF and RDB files")
-    storageClass: str | None = None
+    storageClass: str | None = Field(None, description="storage class of the data and Sentinel PVCs (null: the cluster default)")
     maxMemory: str = Field("256mb", description="redis maxmemory")
     memoryLimit: str = "512Mi"
+    minReplicasToWrite: int = Field(
+        1, ge=0, description="sentinel mode: the primary refuses writes (NOREPLICAS) unless this many replicas are "
+        "connected and acknowledged within minReplicasMaxLagSeconds (min-replicas-to-write); 0 turns it off")
+    minReplicasMaxLagSeconds: int = Field(
+        5, ge=1, description="sentinel mode: min-replicas-max-lag; bounds the acknowledged writes a failover can lose "
+        "to about this many seconds")
+    sentinel: SentinelConfig = SentinelConfig()
 
     @model_validator(mode="after")
     def _ha(self) -> RedisConfig:
@@ -93,6 +115,9 @@ class RedisConfig(_Model):
             raise ValueError("sentinel mode needs replicas >= 3 (a Sentinel quorum of 2 must survive one pod)")
         if self.mode == "standalone" and self.replicas != 1:
             raise ValueError("standalone mode runs exactly 1 replica; use mode: sentinel for replication")
+        if self.mode == "sentinel" and self.minReplicasToWrite > self.replicas - 1:
+            raise ValueError(f"minReplicasToWrite ({self.minReplicasToWrite}) must be <= replicas - 1 "
+                             f"({self.replicas - 1}), or the primary refuses every write")
         return self
 
 

@@ -1,13 +1,33 @@
 """Redis for conversation state: a first-party StatefulSet (official image), auth on, AOF.
 
-standalone: one pod. sentinel (prod): N data pods (ordinal 0 starts as primary) plus three Sentinels
-that fail over automatically; the agent connects through AGENT_REDIS_SENTINEL_HOSTS.
-The password reaches Redis as a mounted file that a start script copies into a config file on a
-memory-backed emptyDir, so it is never in the environment or the process arguments.
+standalone: one pod. sentinel (prod): N data pods plus three Sentinels that fail over automatically;
+the agent connects through AGENT_REDIS_SENTINEL_HOSTS.
+
+First-party start scripts rather than an operator or chart: the decision "may this pod start as
+primary?" is the one that loses data, and here it is short, readable shell that the failover drill
+(tests/redis_drill) runs for real, as rendered, scenario by scenario. The rules the scripts follow:
+
+- A data pod asks every Sentinel and acts only on an address a quorum of them names; errors are
+  logged and retried, never written into the config; without a quorum it exits non-zero.
+- A data pod the Sentinels still name as primary has restarted before they failed over: it stays
+  down so they promote a replica, then follows it. Only on a cold start (no Sentinel has ever seen a
+  replica or a failover) does it start as primary. If no failover comes, it starts as a replica
+  that accepts no writes and leaves the choice to the Sentinels.
+- The primary refuses writes without `minReplicasToWrite` replicas that acknowledged within
+  `minReplicasMaxLagSeconds` (NOREPLICAS), so an isolated old primary cannot take writes that a
+  failover would then discard.
+- Sentinels keep their state (id, epochs, primary, peers) on a PVC and start from it; only a first
+  start discovers the primary (peers, then data pods, then the initial primary redis-0).
+
+The password reaches Redis as a mounted file that the start scripts copy into a config file; it is
+never in the environment or the process arguments. Data pods keep that copy on a memory-backed
+emptyDir. A Sentinel rewrites its config file itself (state + auth-pass), so its copy lives on its
+PVC (mode 0600, owned by the Redis uid): the PVC holds no more than the data volumes already do.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import pulumi
@@ -17,12 +37,18 @@ from infra.config import StackConfig
 from infra.kube import (KubeObject, agent_peer, Manifest, Namespaces, container_security_context, labels, metadata,
                         pod_security_context, selector)
 
-REDIS_UID = 999  # the `redis` user of the official image
+# checkov CKV_K8S_40 wants a uid >= 10000. The official image's `redis` user (999) only matters to its
+# entrypoint, which our start scripts replace; fsGroup makes the volumes writable for this uid.
+REDIS_UID = 10001
 PORT = 6379
 SENTINEL_PORT = 26379
 SENTINEL_REPLICAS = 3
+SENTINEL_QUORUM = SENTINEL_REPLICAS // 2 + 1
 MASTER_NAME = "mymaster"
 PEER_LABEL = "rag-platform/redis-peer"  # shared by data pods and Sentinels for the NetworkPolicy
+PASSWORD_FILE = "/run/secrets/redis/password"
+# How long a data pod may stay down waiting for a failover, and AOF loading, bound its startup probe.
+AOF_LOAD_ALLOWANCE_SECONDS = 600
 
 REDIS_CONF = """\
 bind 0.0.0.0
@@ -38,49 +64,207 @@ maxmemory-policy noeviction
 protected-mode no
 """
 
+# Sentinel mode only: a primary without enough fresh replicas refuses writes (standalone has none).
+REPLICATION_CONF = """\
+min-replicas-to-write {to_write}
+min-replicas-max-lag {max_lag}
+replica-serve-stale-data yes
+replica-read-only yes
+"""
+
 # The password file is appended as requirepass/masterauth into a tmpfs copy of the config.
-REDIS_START = """\
+STANDALONE_START = f"""\
 set -eu
-PW="$(cat /run/secrets/redis/password)"
+PW="$(cat {PASSWORD_FILE})"
 cp /etc/redis/redis.conf /tmp/redis.conf
 printf 'requirepass %s\\nmasterauth %s\\n' "$PW" "$PW" >> /tmp/redis.conf
-{replica_block}
 exec redis-server /tmp/redis.conf
 """
 
-# Non-zero ordinals follow whatever primary the Sentinels report (or redis-0 on first boot).
-REPLICA_BLOCK = """\
-SELF="$(hostname).{headless}.{ns}.svc.cluster.local"
-printf 'replica-announce-ip %s\\n' "$SELF" >> /tmp/redis.conf
-MASTER="$(REDISCLI_AUTH="$PW" redis-cli -h {sentinel_svc} -p {sentinel_port} sentinel get-master-addr-by-name {master} 2>/dev/null | head -n1 || true)"
-if [ -z "$MASTER" ] && [ "$(hostname)" != "redis-0" ]; then MASTER="redis-0.{headless}.{ns}.svc.cluster.local"; fi
-if [ -n "$MASTER" ] && [ "$MASTER" != "$SELF" ]; then
-  printf 'replicaof %s {port}\\n' "$MASTER" >> /tmp/redis.conf
-fi"""
-
-# Sentinels require the same password as Redis: the agent authenticates to them with it, and
-# Sentinels use it with each other (Redis >= 6.2 password-only Sentinel auth).
-SENTINEL_START = """\
+# A data pod of the Sentinel topology (dash, like the image's /bin/sh). Everything it needs comes from
+# the container env (see _data_env): POD_NAME, REDIS_DOMAIN, SENTINEL_HOSTS, MASTER_NAME,
+# SENTINEL_QUORUM, DOWN_AFTER_MS, FAILOVER_TIMEOUT_MS, DISCOVERY_TIMEOUT_SECONDS.
+SENTINEL_DATA_START = f"""\
 set -eu
-PW="$(cat /run/secrets/redis/password)"
-MASTER="$(REDISCLI_AUTH="$PW" redis-cli -h {sentinel_svc} -p {sentinel_port} sentinel get-master-addr-by-name {master} 2>/dev/null | head -n1 || true)"
-if [ -z "$MASTER" ]; then MASTER="redis-0.{headless}.{ns}.svc.cluster.local"; fi
-cat > /tmp/sentinel.conf <<CONF
-port {sentinel_port}
-requirepass $PW
-sentinel resolve-hostnames yes
-sentinel announce-hostnames yes
-sentinel announce-ip $(hostname).{sentinel_headless}.{ns}.svc.cluster.local
-sentinel monitor {master} $MASTER {port} 2
-sentinel auth-pass {master} $PW
-sentinel down-after-milliseconds {master} 5000
-sentinel failover-timeout {master} 60000
-sentinel parallel-syncs {master} 1
-CONF
-exec redis-sentinel /tmp/sentinel.conf
+log() {{ echo "redis-start: $*" >&2; }}
+PW="$(cat {PASSWORD_FILE})"
+SELF="$POD_NAME.$REDIS_DOMAIN"
+cp /etc/redis/redis.conf /tmp/redis.conf
+printf 'requirepass %s\\nmasterauth %s\\nreplica-announce-ip %s\\n' "$PW" "$PW" "$SELF" >> /tmp/redis.conf
+
+# One Sentinel's view: "<host>:<port> <known replicas> <config epoch>", or a logged error and status 1.
+# redis-cli exits 0 on error replies (NOAUTH, ...), so the reply's shape is what is checked.
+ask() {{
+  out="$(REDISCLI_AUTH="$PW" timeout 3 redis-cli -h "$1" -p {SENTINEL_PORT} SENTINEL MASTER "$MASTER_NAME" 2>&1)" \\
+    || {{ log "sentinel $1: unreachable or timed out: $(printf '%s' "$out" | tr -d '\\r' | tr '\\n' ' ' | cut -c1-200)"; return 1; }}
+  out="$(printf '%s\\n' "$out" | tr -d '\\r')"
+  field() {{ printf '%s\\n' "$out" | sed -n "/^$1\\$/{{n;p;q;}}"; }}
+  host="$(field ip)"; port="$(field port)"; replicas="$(field num-slaves)"; epoch="$(field config-epoch)"
+  if printf '%s\\n' "$host" | grep -Eqx '[A-Za-z0-9][A-Za-z0-9.-]*' && printf '%s %s %s\\n' "$port" "$replicas" "$epoch" \\
+      | grep -Eqx '[0-9]+ [0-9]+ [0-9]+'; then
+    echo "$host:$port $replicas $epoch"
+    return 0
+  fi
+  log "sentinel $1: no primary in its answer: $(printf '%s' "$out" | tr '\\n' ' ' | cut -c1-200)"
+  return 1
+}}
+
+# Ask every Sentinel once. PRIMARY: the address a quorum names (or empty); COLD=1 when every Sentinel
+# that answered has never seen a replica or a failover (a new cluster: nobody has data to lose).
+ask_all() {{
+  votes=""; COLD=1; PRIMARY=""
+  for s in $SENTINEL_HOSTS; do
+    if view="$(ask "$s")"; then
+      set -- $view
+      votes="$votes$1
+"
+      [ "$2" = 0 ] && [ "$3" = 0 ] || COLD=0
+    fi
+  done
+  PRIMARY="$(printf '%s' "$votes" | sort | uniq -c | while read -r n addr; do
+    [ "$n" -ge "$SENTINEL_QUORUM" ] && echo "$addr"; done | head -n1)"
+}}
+
+deadline=$(( $(date +%s) + DISCOVERY_TIMEOUT_SECONDS ))
+while ask_all; [ -z "$PRIMARY" ]; do
+  if [ "$(date +%s)" -ge "$deadline" ]; then
+    log "no $SENTINEL_QUORUM Sentinels agreed on a primary within ${{DISCOVERY_TIMEOUT_SECONDS}}s; not guessing a role, exiting"
+    exit 1
+  fi
+  sleep 1
+done
+
+REPLICAOF=""
+if [ "$PRIMARY" != "$SELF:{PORT}" ]; then
+  REPLICAOF="$PRIMARY"
+elif [ "$COLD" = 1 ]; then
+  log "cold start: the Sentinels name this pod and have never seen a replica or a failover; starting as primary"
+else
+  # This pod was the primary and restarted before the Sentinels failed over. Starting as primary now
+  # would race the promotion of a replica (two primaries). Stay down, so they see it down and promote.
+  wait_s=$(( (3 * DOWN_AFTER_MS + 2 * FAILOVER_TIMEOUT_MS) / 1000 ))
+  log "the Sentinels still name this pod primary; staying down up to ${{wait_s}}s so they promote a replica"
+  until=$(( $(date +%s) + wait_s ))
+  while [ "$(date +%s)" -lt "$until" ]; do
+    sleep 1
+    ask_all
+    if [ -n "$PRIMARY" ] && [ "$PRIMARY" != "$SELF:{PORT}" ]; then REPLICAOF="$PRIMARY"; break; fi
+  done
+  if [ -z "$REPLICAOF" ]; then
+    # No failover (no replica could be promoted yet). A replica of nothing serves no writes; the
+    # Sentinels see a primary that reports itself a replica, fail over when a replica is eligible,
+    # and reconfigure this pod.
+    log "no failover within ${{wait_s}}s; starting as a replica that accepts no writes until the Sentinels decide"
+    REPLICAOF="127.0.0.1:1"
+  fi
+fi
+if [ -n "$REPLICAOF" ]; then
+  log "starting as a replica of $REPLICAOF"
+  printf 'replicaof %s %s\\n' "${{REPLICAOF%:*}}" "${{REPLICAOF##*:}}" >> /tmp/redis.conf
+fi
+
+# Sentinels reconfigure only the replicas they have seen in the primary's INFO (polled every 10 s): a
+# replica that joined just before the primary died would follow the dead one for ever. Once its link has
+# been down longer than the Sentinels' own deadline, do for it what they would: follow the primary a
+# quorum of them names (never this pod, never while they still name the old one).
+stuck_s=$(( (DOWN_AFTER_MS + 2 * FAILOVER_TIMEOUT_MS) / 1000 ))
+(
+  down=0
+  while sleep 5; do
+    info="$(REDISCLI_AUTH="$PW" timeout 3 redis-cli -p {PORT} INFO replication 2>/dev/null | tr -d '\\r')" || continue
+    case "$info" in *master_link_status:down*) down=$((down + 5)) ;; *) down=0; continue ;; esac
+    [ "$down" -ge "$stuck_s" ] || continue
+    current="$(printf '%s\\n' "$info" | sed -n 's/^master_host://p'):$(printf '%s\\n' "$info" | sed -n 's/^master_port://p')"
+    ask_all
+    if [ -n "$PRIMARY" ] && [ "$PRIMARY" != "$SELF:{PORT}" ] && [ "$PRIMARY" != "$current" ]; then
+      log "replica of $current with its link down for ${{down}}s; the Sentinels name $PRIMARY: following it"
+      REDISCLI_AUTH="$PW" timeout 3 redis-cli -p {PORT} REPLICAOF "${{PRIMARY%:*}}" "${{PRIMARY##*:}}" >/dev/null || true
+      down=0
+    fi
+  done
+) &
+exec redis-server /tmp/redis.conf
 """
 
-PING_PROBE = ['sh', '-c', 'REDISCLI_AUTH="$(cat /run/secrets/redis/password)" redis-cli -p 6379 ping | grep -q PONG']
+# A Sentinel. Env: POD_NAME, SENTINEL_DOMAIN, SENTINEL_HOSTS, REDIS_HOSTS, INITIAL_PRIMARY, MASTER_NAME,
+# SENTINEL_QUORUM, DOWN_AFTER_MS, FAILOVER_TIMEOUT_MS. Sentinels require the Redis password: the agent
+# authenticates to them with it, and they use it with each other (sentinel-pass).
+SENTINEL_START = f"""\
+set -eu
+log() {{ echo "sentinel-start: $*" >&2; }}
+PW="$(cat {PASSWORD_FILE})"
+SELF="$POD_NAME.$SENTINEL_DOMAIN"
+CONF=/data/sentinel.conf
+umask 077  # the config holds the password, and Sentinel rewrites it at every state change: keep it 0600
+PRIMARY=""
+if [ -s "$CONF" ]; then
+  PRIMARY="$(sed -n "s/^sentinel monitor $MASTER_NAME \\([A-Za-z0-9.-]*\\) \\([0-9]*\\) [0-9]*\\$/\\1 \\2/p" "$CONF" | head -n1)"
+  [ -z "$PRIMARY" ] || log "starting from the state in $CONF (primary $PRIMARY)"
+fi
+if [ -z "$PRIMARY" ]; then
+  # First start (empty volume): a peer that has state knows the primary; else a data pod that is one.
+  for attempt in 1 2; do
+    for s in $SENTINEL_HOSTS; do
+      [ "$s" != "$SELF" ] || continue
+      out="$(REDISCLI_AUTH="$PW" timeout 3 redis-cli -h "$s" -p {SENTINEL_PORT} SENTINEL get-master-addr-by-name "$MASTER_NAME" 2>&1 | tr -d '\\r' | tr '\\n' ' ')" || true
+      if printf '%s\\n' "$out" | grep -Eqx '[A-Za-z0-9][A-Za-z0-9.-]* [0-9]+ '; then PRIMARY="${{out% }}"; break 2; fi
+      log "peer $s: no primary: $(printf '%s' "$out" | cut -c1-200)"
+    done
+    for d in $REDIS_HOSTS; do
+      out="$(REDISCLI_AUTH="$PW" timeout 3 redis-cli -h "$d" -p {PORT} ROLE 2>&1 | tr -d '\\r' | head -n1)" || true
+      if [ "$out" = master ]; then PRIMARY="$d {PORT}"; break 2; fi
+    done
+    sleep 1
+  done
+  if [ -z "$PRIMARY" ]; then
+    PRIMARY="$INITIAL_PRIMARY {PORT}"
+    log "no peer or data pod named a primary: a new cluster, monitoring $INITIAL_PRIMARY"
+  fi
+fi
+# Settings from the manifest first (resolve-hostnames before any hostname), then only the state lines
+# Sentinel wrote last time (id, epochs, known replicas and peers). Everything else it rewrote (e.g. a
+# hashed old password) is dropped, so a rotated password takes effect.
+{{
+  echo "port {SENTINEL_PORT}"
+  echo "dir /data"
+  printf 'requirepass %s\\n' "$PW"
+  echo "sentinel resolve-hostnames yes"
+  echo "sentinel announce-hostnames yes"
+  printf 'sentinel announce-ip %s\\n' "$SELF"
+  printf 'sentinel sentinel-pass %s\\n' "$PW"
+  printf 'sentinel monitor %s %s %s\\n' "$MASTER_NAME" "$PRIMARY" "$SENTINEL_QUORUM"
+  printf 'sentinel auth-pass %s %s\\n' "$MASTER_NAME" "$PW"
+  printf 'sentinel down-after-milliseconds %s %s\\n' "$MASTER_NAME" "$DOWN_AFTER_MS"
+  printf 'sentinel failover-timeout %s %s\\n' "$MASTER_NAME" "$FAILOVER_TIMEOUT_MS"
+  printf 'sentinel parallel-syncs %s 1\\n' "$MASTER_NAME"
+  if [ -s "$CONF" ]; then
+    grep -Ex "sentinel (myid [0-9a-f]{{40}}|current-epoch [0-9]+|(config|leader)-epoch $MASTER_NAME [0-9]+|known-replica $MASTER_NAME [A-Za-z0-9.-]+ [0-9]+|known-sentinel $MASTER_NAME [A-Za-z0-9.-]+ [0-9]+ [0-9a-f]{{40}})" "$CONF" || true
+  fi
+}} > "$CONF.new"
+mv "$CONF.new" "$CONF"
+exec redis-sentinel "$CONF"
+"""
+
+_AUTH = f'REDISCLI_AUTH="$(cat {PASSWORD_FILE})"'
+# Alive: answers at all (LOADING while reading the AOF and MASTERDOWN count as alive).
+LIVENESS_PROBE = (f'out="$({_AUTH} timeout 4 redis-cli -p {PORT} PING 2>&1)"; '
+                  'case "$out" in PONG*|LOADING*|MASTERDOWN*) exit 0;; esac; echo "$out"; exit 1')
+# Ready: a primary, or a replica whose link to its primary is up (replicating, not merely running).
+DATA_READINESS_PROBE = (f'out="$({_AUTH} timeout 4 redis-cli -p {PORT} INFO replication 2>&1 | tr -d \'\\r\')" || exit 1; '
+                        'printf \'%s\\n\' "$out" | grep -qx "role:master" && exit 0; '
+                        'printf \'%s\\n\' "$out" | grep -qx "master_link_status:up" && exit 0; '
+                        'echo "not replicating: $(printf \'%s\' "$out" | grep -E "^(role|master_host|master_link_status):" | tr \'\\n\' \' \')"; exit 1')
+SENTINEL_LIVENESS_PROBE = (f'out="$({_AUTH} timeout 4 redis-cli -p {SENTINEL_PORT} PING 2>&1)"; '
+                           'case "$out" in PONG*) exit 0;; esac; echo "$out"; exit 1')
+# Ready: knows a primary and enough peers to reach a quorum and authorize a failover (CKQUORUM).
+SENTINEL_READINESS_PROBE = (
+    f'q="$({_AUTH} timeout 4 redis-cli -p {SENTINEL_PORT} SENTINEL CKQUORUM {MASTER_NAME} 2>&1)"; '
+    'case "$q" in OK*) ;; *) echo "$q"; exit 1;; esac; '
+    f'm="$({_AUTH} timeout 4 redis-cli -p {SENTINEL_PORT} SENTINEL get-master-addr-by-name {MASTER_NAME} 2>&1 | head -n1 | tr -d \'\\r\')"; '
+    'printf \'%s\\n\' "$m" | grep -Eqx "[A-Za-z0-9][A-Za-z0-9.-]*" || { echo "no primary: $m"; exit 1; }')
+
+CPU_LIMIT_SKIP = ("CKV_K8S_11=No CPU limit on purpose: CFS throttling stalls Redis/Sentinel replies past "
+                  "down-after-milliseconds and causes needless failovers; the CPU request reserves what they need")
 
 
 @dataclass(frozen=True)
@@ -92,13 +276,64 @@ class RedisEndpoints:
     master_name: str
 
 
+def _domains(ns: Namespaces) -> tuple[str, str]:
+    return f"redis-headless.{ns.data}.svc.cluster.local", f"redis-sentinel-headless.{ns.data}.svc.cluster.local"
+
+
+def _sentinel_hosts(ns: Namespaces) -> list[str]:
+    return [f"redis-sentinel-{i}.{_domains(ns)[1]}" for i in range(SENTINEL_REPLICAS)]
+
+
 def endpoints(cfg: StackConfig, ns: Namespaces) -> RedisEndpoints:
     svc = f"redis.{ns.data}.svc.cluster.local"
     hosts = None
     if cfg.redis.mode == "sentinel":
-        hosts = ",".join(f"redis-sentinel-{i}.redis-sentinel-headless.{ns.data}.svc.cluster.local:{SENTINEL_PORT}"
-                         for i in range(SENTINEL_REPLICAS))
+        hosts = ",".join(f"{h}:{SENTINEL_PORT}" for h in _sentinel_hosts(ns))
     return RedisEndpoints(url=f"redis://{svc}:{PORT}/0", sentinel_hosts=hosts, master_name=MASTER_NAME)
+
+
+def _env(values: dict[str, str | int]) -> list[dict]:
+    pod_name = {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
+    return [pod_name] + [{"name": k, "value": str(v)} for k, v in values.items()]
+
+
+def _sentinel_env(cfg: StackConfig, ns: Namespaces) -> dict[str, str | int]:
+    s = cfg.redis.sentinel
+    return {"SENTINEL_HOSTS": " ".join(_sentinel_hosts(ns)), "MASTER_NAME": MASTER_NAME,
+            "SENTINEL_QUORUM": SENTINEL_QUORUM, "DOWN_AFTER_MS": s.downAfterMilliseconds,
+            "FAILOVER_TIMEOUT_MS": s.failoverTimeoutMilliseconds}
+
+
+def stay_down_seconds(cfg: StackConfig) -> int:
+    """How long a restarted primary waits for the Sentinels' failover (the script's wait_s)."""
+    s = cfg.redis.sentinel
+    return (3 * s.downAfterMilliseconds + 2 * s.failoverTimeoutMilliseconds) // 1000
+
+
+def _probe(cmd: str, period: int, timeout: int = 5, failures: int = 3) -> dict:
+    return {"exec": {"command": ["sh", "-c", cmd]}, "periodSeconds": period, "timeoutSeconds": timeout,
+            "failureThreshold": failures}
+
+
+def _container(name: str, script: str, port: int, mounts: list[dict], resources: dict, env: list[dict],
+               liveness: str, readiness: str, startup_seconds: int) -> dict:
+    return {
+        "name": name, "image": versions.REDIS_IMAGE,
+        # No digest is pinned for this image (versions.py): re-check the tag on every pull.
+        "imagePullPolicy": "Always",
+        "command": ["sh", "-c", script],
+        **({"env": env} if env else {}),
+        "ports": [{"name": name, "containerPort": port}],
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
+                         {"name": "redis-auth", "mountPath": "/run/secrets/redis", "readOnly": True}, *mounts],
+        "resources": resources,
+        "securityContext": container_security_context(REDIS_UID),
+        # Liveness starts only after the startup probe passed: discovery, a deliberate wait for a failover
+        # and AOF loading are not "dead".
+        "startupProbe": _probe(liveness, 5, failures=math.ceil(startup_seconds / 5)),
+        "livenessProbe": _probe(liveness, 10, failures=3),
+        "readinessProbe": _probe(readiness, 5, failures=2),
+    }
 
 
 def _volumes(secret_name: str, extra: list[dict] | None = None) -> list[dict]:
@@ -109,21 +344,33 @@ def _volumes(secret_name: str, extra: list[dict] | None = None) -> list[dict]:
     ]
 
 
-def _container(name: str, image: str, script: str, port: int, mounts: list[dict], resources: dict,
-               probe_cmd: list[str] | None) -> dict:
-    c = {
-        "name": name, "image": image, "imagePullPolicy": "IfNotPresent",
-        "command": ["sh", "-c", script],
-        "ports": [{"name": name, "containerPort": port}],
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
-                         {"name": "redis-auth", "mountPath": "/run/secrets/redis", "readOnly": True}, *mounts],
-        "resources": resources,
-        "securityContext": container_security_context(REDIS_UID),
-        "livenessProbe": {"tcpSocket": {"port": port}, "initialDelaySeconds": 15, "periodSeconds": 10},
+def _pvc(name: str, size: str, storage_class: str | None, lbl: dict) -> dict:
+    pvc = {"metadata": {"name": name, "labels": lbl},
+           "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}}
+    if storage_class:
+        pvc["spec"]["storageClassName"] = storage_class
+    return pvc
+
+
+def _pod_spec(containers: list[dict], volumes: list[dict], affinity: dict | None) -> dict:
+    spec = {"serviceAccountName": "redis", "automountServiceAccountToken": False,
+            "securityContext": pod_security_context(REDIS_UID), "containers": containers, "volumes": volumes}
+    if affinity:
+        spec["affinity"] = affinity
+    return spec
+
+
+def _statefulset(name: str, ns: str, lbl: dict, sel: dict, service: str, replicas: int, pod_spec: dict,
+                 pvc: dict) -> Manifest:
+    return {
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": metadata(name, ns, lbl, annotations={"checkov.io/skip1": CPU_LIMIT_SKIP}),
+        "spec": {"serviceName": service, "replicas": replicas, "selector": {"matchLabels": sel},
+                 # Parallel: a data pod's readiness means "replicating", which needs its peers running.
+                 "podManagementPolicy": "Parallel",
+                 "template": {"metadata": {"labels": lbl}, "spec": pod_spec},
+                 "volumeClaimTemplates": [pvc]},
     }
-    c["readinessProbe"] = ({"exec": {"command": probe_cmd}, "periodSeconds": 5, "timeoutSeconds": 3}
-                           if probe_cmd else {"tcpSocket": {"port": port}, "periodSeconds": 5})
-    return c
 
 
 def build_redis(cfg: StackConfig, ns: Namespaces, secret_name: str) -> list[Manifest]:
@@ -131,47 +378,46 @@ def build_redis(cfg: StackConfig, ns: Namespaces, secret_name: str) -> list[Mani
     lbl = labels("redis", "cache", env) | {PEER_LABEL: "true"}
     sel = selector("redis", env)
     sentinel = r.mode == "sentinel"
-    subs = dict(headless="redis-headless", ns=ns.data, sentinel_svc="redis-sentinel", sentinel_port=SENTINEL_PORT,
-                master=MASTER_NAME, port=PORT, sentinel_headless="redis-sentinel-headless")
-    script = REDIS_START.format(replica_block=REPLICA_BLOCK.format(**subs) if sentinel else "")
+    data_domain, sentinel_domain = _domains(ns)
+    conf = REDIS_CONF.format(maxmemory=r.maxMemory)
+    if sentinel:
+        conf += REPLICATION_CONF.format(to_write=r.minReplicasToWrite, max_lag=r.minReplicasMaxLagSeconds)
     out: list[Manifest] = [
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata("redis-config", ns.data, lbl),
-         "data": {"redis.conf": REDIS_CONF.format(maxmemory=r.maxMemory)}},
+         "data": {"redis.conf": conf}},
         {"apiVersion": "v1", "kind": "Service", "metadata": metadata("redis-headless", ns.data, lbl),
          "spec": {"clusterIP": "None", "publishNotReadyAddresses": True, "selector": sel,
                   "ports": [{"name": "redis", "port": PORT, "targetPort": PORT}]}},
         {"apiVersion": "v1", "kind": "Service", "metadata": metadata("redis", ns.data, lbl),
          "spec": {"type": "ClusterIP", "selector": sel, "ports": [{"name": "redis", "port": PORT, "targetPort": PORT}]}},
     ]
-    pvc = {"metadata": {"name": "data", "labels": lbl},
-           "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": r.storageSize}}}}
-    if r.storageClass:
-        pvc["spec"]["storageClassName"] = r.storageClass
     resources = {"requests": {"cpu": "100m", "memory": r.memoryLimit}, "limits": {"memory": r.memoryLimit}}
-    pod_spec = {
-        "serviceAccountName": "redis",
-        "automountServiceAccountToken": False,
-        "securityContext": pod_security_context(REDIS_UID),
-        "containers": [_container("redis", versions.REDIS_IMAGE, script, PORT,
-                                  [{"name": "data", "mountPath": "/data"},
-                                   {"name": "config", "mountPath": "/etc/redis", "readOnly": True}],
-                                  resources, PING_PROBE)],
-        "volumes": _volumes(secret_name, [{"name": "config", "configMap": {"name": "redis-config"}}]),
-    }
+    mounts = [{"name": "data", "mountPath": "/data"}, {"name": "config", "mountPath": "/etc/redis", "readOnly": True}]
     if sentinel:
-        pod_spec["affinity"] = _spread(sel)
+        data_env = _env({"REDIS_DOMAIN": data_domain, **_sentinel_env(cfg, ns),
+                         "DISCOVERY_TIMEOUT_SECONDS": r.sentinel.discoveryTimeoutSeconds})
+        startup = r.sentinel.discoveryTimeoutSeconds + stay_down_seconds(cfg) + AOF_LOAD_ALLOWANCE_SECONDS
+        container = _container("redis", SENTINEL_DATA_START, PORT, mounts, resources, data_env,
+                               LIVENESS_PROBE, DATA_READINESS_PROBE, startup)
+    else:
+        container = _container("redis", STANDALONE_START, PORT, mounts, resources, [],
+                               LIVENESS_PROBE, DATA_READINESS_PROBE, AOF_LOAD_ALLOWANCE_SECONDS)
+    pod_spec = _pod_spec([container], _volumes(secret_name, [{"name": "config", "configMap": {"name": "redis-config"}}]),
+                         _spread(sel) if sentinel else None)
     out.append({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata("redis", ns.data, lbl),
                 "automountServiceAccountToken": False})
-    out.append({
-        "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": metadata("redis", ns.data, lbl),
-        "spec": {"serviceName": "redis-headless", "replicas": r.replicas, "selector": {"matchLabels": sel},
-                 "podManagementPolicy": "OrderedReady",
-                 "template": {"metadata": {"labels": lbl}, "spec": pod_spec},
-                 "volumeClaimTemplates": [pvc]},
-    })
+    out.append(_statefulset("redis", ns.data, lbl, sel, "redis-headless", r.replicas, pod_spec,
+                            _pvc("data", r.storageSize, r.storageClass, lbl)))
     if sentinel:
         slbl = labels("redis-sentinel", "cache", env) | {PEER_LABEL: "true"}
         ssel = selector("redis-sentinel", env)
+        sentinel_env = _env({"SENTINEL_DOMAIN": sentinel_domain, **_sentinel_env(cfg, ns),
+                             "REDIS_HOSTS": " ".join(f"redis-{i}.{data_domain}" for i in range(r.replicas)),
+                             "INITIAL_PRIMARY": f"redis-0.{data_domain}"})
+        sentinel_container = _container(
+            "sentinel", SENTINEL_START, SENTINEL_PORT, [{"name": "data", "mountPath": "/data"}],
+            {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}}, sentinel_env,
+            SENTINEL_LIVENESS_PROBE, SENTINEL_READINESS_PROBE, 60)
         out += [
             {"apiVersion": "v1", "kind": "Service", "metadata": metadata("redis-sentinel-headless", ns.data, slbl),
              "spec": {"clusterIP": "None", "publishNotReadyAddresses": True, "selector": ssel,
@@ -179,17 +425,9 @@ def build_redis(cfg: StackConfig, ns: Namespaces, secret_name: str) -> list[Mani
             {"apiVersion": "v1", "kind": "Service", "metadata": metadata("redis-sentinel", ns.data, slbl),
              "spec": {"selector": ssel,
                       "ports": [{"name": "sentinel", "port": SENTINEL_PORT, "targetPort": SENTINEL_PORT}]}},
-            {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": metadata("redis-sentinel", ns.data, slbl),
-             "spec": {"serviceName": "redis-sentinel-headless", "replicas": SENTINEL_REPLICAS,
-                      "podManagementPolicy": "Parallel", "selector": {"matchLabels": ssel},
-                      "template": {"metadata": {"labels": slbl}, "spec": {
-                          "serviceAccountName": "redis", "automountServiceAccountToken": False,
-                          "securityContext": pod_security_context(REDIS_UID),
-                          "affinity": _spread(ssel),
-                          "containers": [_container(
-                              "sentinel", versions.REDIS_IMAGE, SENTINEL_START.format(**subs), SENTINEL_PORT, [],
-                              {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}}, None)],
-                          "volumes": _volumes(secret_name)}}}},
+            _statefulset("redis-sentinel", ns.data, slbl, ssel, "redis-sentinel-headless", SENTINEL_REPLICAS,
+                         _pod_spec([sentinel_container], _volumes(secret_name), _spread(ssel)),
+                         _pvc("data", r.sentinel.storageSize, r.storageClass, slbl)),
             _pdb("redis-sentinel", ns.data, slbl, ssel),
         ]
         out.append(_pdb("redis", ns.data, lbl, sel))
