@@ -167,13 +167,40 @@ class KarpenterConfig(_Model):
     clusterName: str = Field(description="EKS cluster name (Karpenter discovery tag and settings.clusterName)")
     nodeRole: str = Field(description="IAM role name for the nodes Karpenter launches")
     controllerRoleArn: str = Field(description="IRSA role ARN for the Karpenter controller")
+    interruptionQueue: str | None = Field(
+        None, description="SQS queue (name) that receives EC2 interruption events: spot reclaims, rebalance "
+        "recommendations, scheduled maintenance, instance stops (settings.interruptionQueue); without it Karpenter "
+        "learns of a reclaim only when the node is gone. Required for pools with spot capacity")
+
+
+class WeightsCacheConfig(_Model):
+    """Where the model server keeps downloaded weights, so a pod start does not download them again."""
+
+    cache: Literal["pvc", "none"] = Field(
+        "pvc", description="'pvc': a PersistentVolumeClaim shared by every replica, filled by the first pod; "
+        "'none': an emptyDir, so every pod start downloads the weights again")
+    size: str = Field("100Gi", description="size of the weights PVC")
+    storageClass: str | None = Field(
+        None, description="storage class of the weights PVC; ReadWriteMany needs one that supports it (e.g. EFS)")
+    accessMode: Literal["ReadWriteOnce", "ReadWriteMany"] = Field(
+        "ReadWriteMany", description="ReadWriteMany when replicas run on different nodes (they always do: one "
+        "replica per GPU node); ReadWriteOnce only for a single replica")
+    hubEndpoint: str | None = Field(
+        None, pattern=r"^https://", description="a Hugging Face hub mirror (HF_ENDPOINT); null: huggingface.co")
 
 
 class ModelServerConfig(_Model):
     model: str = Field("Qwen/Qwen2.5-7B-Instruct", description="model id vLLM serves (pre-pulled or from a mirror)")
-    replicas: int = Field(1, ge=1)
+    replicas: int = Field(1, ge=1, description="vLLM replicas, one per GPU node; 2 or more get a PDB")
     gpusPerReplica: int = Field(1, ge=1)
     maxModelLen: int = 8192
+    cpuRequest: str = Field("4", description="CPU request of a replica; every pool instance type must fit it")
+    memoryRequest: str = Field("24Gi", description="memory request of a replica; every pool instance type must fit it")
+    memoryLimit: str = "32Gi"
+    readyTimeoutMinutes: int = Field(
+        45, ge=10, description="how long a cold start may take (new GPU node, image pull, weights, compilation): "
+        "the Deployment's pulumi await timeout, progressDeadlineSeconds and startup probe budget")
+    weights: WeightsCacheConfig = WeightsCacheConfig()
 
 
 class GpuConfig(_Model):
@@ -221,6 +248,8 @@ class StackConfig(_Model):
         None, description="external OpenAI-compatible generator (needs llmApiKey); null: extractive or the GPU model server")
     # External secrets (`pulumi config set --secret`); optional: a default exists for each.
     llmApiKey: SecretStr | None = Field(None, description="API key for the external `generator`; unused with the in-cluster model server")
+    modelHubToken: SecretStr | None = Field(
+        None, description="Hugging Face token for gated models or a private mirror; mounted into the model server as a file")
     registryDockerConfig: SecretStr | None = Field(
         None, description="docker config.json for kaniko pushes; unset: rely on node/IRSA credentials")
 
@@ -319,7 +348,11 @@ def parse_stack_config(stack: str, raw: Mapping[str, str], secret_keys: set[str]
         raise ConfigError(
             f"{stack_file(stack)}: {PROJECT}:environment is '{cfg.environment}' but the stack is '{stack}'\n"
             f"    fix: set `{PROJECT}:environment: {stack}` (one stack per environment)")
-    for secret_field in ("llmApiKey", "registryDockerConfig"):
+    problems = _gpu_problems(cfg)
+    if problems:
+        raise ConfigError(f"{stack_file(stack)}: invalid stack configuration ({len(problems)} problem(s))\n" + "\n".join(
+            f"  - {PROJECT}:{key}: {msg}\n    fix: {fix}" for key, msg, fix in problems))
+    for secret_field in ("llmApiKey", "registryDockerConfig", "modelHubToken"):
         full = f"{PROJECT}:{secret_field}"
         if full in raw and full not in secret_keys:
             raise ConfigError(
@@ -327,6 +360,46 @@ def parse_stack_config(stack: str, raw: Mapping[str, str], secret_keys: set[str]
                 f"    fix: pulumi config rm {secret_field} -s {stack} && "
                 f"pulumi config set --secret {secret_field} <value> -s {stack}")
     return cfg
+
+
+def _gpu_problems(cfg: StackConfig) -> list[tuple[str, str, str]]:
+    """GPU settings that would validate but never work: (key, what is wrong, fix)."""
+    from infra.gpu_capacity import misfit
+
+    gpu, ms = cfg.gpu, cfg.gpu.modelServer
+    out: list[tuple[str, str, str]] = []
+    if not gpu.enabled:
+        return out
+    for i, pool in enumerate(gpu.pools):
+        misfits = [m for t in pool.instanceTypes
+                   if (m := misfit(t, ms.cpuRequest, ms.memoryRequest, ms.gpusPerReplica))]
+        if misfits:
+            out.append((f"gpu.pools[{i}].instanceTypes",
+                        f"the model server (cpu {ms.cpuRequest}, memory {ms.memoryRequest}, "
+                        f"{ms.gpusPerReplica} GPU) cannot run on: " + "; ".join(misfits),
+                        "remove those types from the pool or lower gpu.modelServer.cpuRequest/memoryRequest"))
+        if "spot" in pool.capacityTypes and gpu.karpenter is not None and not gpu.karpenter.interruptionQueue:
+            out.append(("gpu.karpenter.interruptionQueue",
+                        f"pool '{pool.name}' uses spot capacity but Karpenter has no interruption queue, so a "
+                        "reclaim is noticed only when the node is gone",
+                        "set it to the SQS queue that receives the cluster's EC2 interruption events "
+                        "(Karpenter's CloudFormation template creates one), or drop spot from capacityTypes"))
+    need = (ms.replicas + 1) * ms.gpusPerReplica
+    if sum(p.gpuLimit for p in gpu.pools) < need:
+        out.append(("gpu.pools", f"the pools' gpuLimit adds up to {sum(p.gpuLimit for p in gpu.pools)} GPUs; "
+                    f"{ms.replicas} replicas x {ms.gpusPerReplica} GPU plus one replacement node (a reclaim or a "
+                    f"rollout starts the new pod before the old node is gone) need {need}",
+                    f"raise a pool's gpuLimit so they add up to at least {need}"))
+    w = ms.weights
+    if w.cache == "pvc" and ms.replicas > 1 and w.accessMode == "ReadWriteOnce":
+        out.append(("gpu.modelServer.weights.accessMode",
+                    f"{ms.replicas} replicas run on different GPU nodes and cannot share a ReadWriteOnce volume",
+                    "use ReadWriteMany with a storage class that supports it (e.g. EFS), or replicas: 1"))
+    if w.cache == "pvc" and w.accessMode == "ReadWriteMany" and not w.storageClass:
+        out.append(("gpu.modelServer.weights.storageClass",
+                    "ReadWriteMany needs a storage class that provides it; the default (EBS) class does not",
+                    "set it to your EFS (or other ReadWriteMany) storage class"))
+    return out
 
 
 def load_stack_config() -> StackConfig:

@@ -317,10 +317,9 @@ def _probe(cmd: str, period: int, timeout: int = 5, failures: int = 3) -> dict:
 
 def _container(name: str, script: str, port: int, mounts: list[dict], resources: dict, env: list[dict],
                liveness: str, readiness: str, startup_seconds: int) -> dict:
+    image, pull_policy, _ = versions.image_ref(versions.REDIS_IMAGE)
     return {
-        "name": name, "image": versions.REDIS_IMAGE,
-        # No digest is pinned for this image (versions.py): re-check the tag on every pull.
-        "imagePullPolicy": "Always",
+        "name": name, "image": image, "imagePullPolicy": pull_policy,
         "command": ["sh", "-c", script],
         **({"env": env} if env else {}),
         "ports": [{"name": name, "containerPort": port}],
@@ -364,7 +363,8 @@ def _statefulset(name: str, ns: str, lbl: dict, sel: dict, service: str, replica
                  pvc: dict) -> Manifest:
     return {
         "apiVersion": "apps/v1", "kind": "StatefulSet",
-        "metadata": metadata(name, ns, lbl, annotations={"checkov.io/skip1": CPU_LIMIT_SKIP}),
+        "metadata": metadata(name, ns, lbl, annotations={"checkov.io/skip1": CPU_LIMIT_SKIP,
+                                                         **versions.image_ref(versions.REDIS_IMAGE)[2]}),
         "spec": {"serviceName": service, "replicas": replicas, "selector": {"matchLabels": sel},
                  # Parallel: a data pod's readiness means "replicating", which needs its peers running.
                  "podManagementPolicy": "Parallel",

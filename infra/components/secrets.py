@@ -32,6 +32,7 @@ class SecretNames:
     webhook: str = "github-webhook-secret"
     registry: str = "registry-credentials"
     model_server: str = "model-server-auth"
+    model_hub: str = "model-hub-token"
     # Not `milvus-minio`: that is the name of the Secret the subchart would render itself.
     minio: str = "milvus-minio-credentials"
 
@@ -103,6 +104,11 @@ class PlatformSecrets(pulumi.ComponentResource):
             self.secrets["registry"] = KubeObject(build_secret(
                 self.names.registry, ns.ci, env, "cicd",
                 {"config.json": pulumi.Output.secret(cfg.registryDockerConfig.get_secret_value())}), dep(ns.ci))
+        if cfg.modelHubToken is not None and cfg.gpu.enabled:
+            # Read by the model server as a file (HF_TOKEN_PATH) for gated models or a private mirror.
+            self.secrets["model_hub"] = KubeObject(build_secret(
+                self.names.model_hub, ns.gpu, env, "model-server",
+                {"token": pulumi.Output.secret(cfg.modelHubToken.get_secret_value())}), dep(ns.gpu))
         if self.model_server_key is not None:
             self.secrets["model_server"] = KubeObject(build_secret(
                 self.names.model_server, ns.gpu, env, "model-server",
