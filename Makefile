@@ -43,11 +43,11 @@ policy-check: preview
 	@set -e; for f in stacks/Pulumi.*.yaml; do s=$${f#stacks/Pulumi.}; s=$${s%.yaml}; \
 		echo "== $$s"; $(PY) -m policies check $(PREVIEW_DIR)/$$s/manifests.yaml --config stacks/policy/$$s.json; done
 
-# Real servers the tests drive: Redis and Redis Sentinel (failover drill), Prometheus (canary drill).
-# Installed from Debian when missing and we may (root with apt-get); otherwise the tests that need
-# them fail with a message naming the package, never skip.
-SYSTEM_PACKAGES := redis-server redis-sentinel prometheus
-SYSTEM_BINARIES := redis-server redis-sentinel prometheus
+# Real servers the tests drive: Redis and Redis Sentinel (failover drill), Prometheus (canary drill);
+# `ip` (iproute2) builds the drill's network namespaces. Installed from Debian when missing and we may
+# (root with apt-get); otherwise the tests that need them fail with a message naming the package, never skip.
+SYSTEM_PACKAGES := redis-server redis-sentinel prometheus iproute2
+SYSTEM_BINARIES := redis-server redis-sentinel prometheus ip
 system-deps:
 	@missing=""; for b in $(SYSTEM_BINARIES); do command -v $$b >/dev/null || missing="$$missing $$b"; done; \
 	if [ -n "$$missing" ]; then \

@@ -82,8 +82,8 @@ exec redis-server /tmp/redis.conf
 """
 
 # A data pod of the Sentinel topology (dash, like the image's /bin/sh). Everything it needs comes from
-# the container env (see _data_env): POD_NAME, REDIS_DOMAIN, SENTINEL_HOSTS, MASTER_NAME,
-# SENTINEL_QUORUM, DOWN_AFTER_MS, FAILOVER_TIMEOUT_MS, DISCOVERY_TIMEOUT_SECONDS.
+# the container env (build_redis): POD_NAME, REDIS_DOMAIN, SENTINEL_HOSTS, MASTER_NAME, SENTINEL_QUORUM,
+# DOWN_AFTER_MS, FAILOVER_TIMEOUT_MS, DISCOVERY_TIMEOUT_SECONDS, STAY_DOWN_SECONDS, STUCK_REPLICA_SECONDS.
 SENTINEL_DATA_START = f"""\
 set -eu
 log() {{ echo "redis-start: $*" >&2; }}
@@ -142,7 +142,7 @@ elif [ "$COLD" = 1 ]; then
 else
   # This pod was the primary and restarted before the Sentinels failed over. Starting as primary now
   # would race the promotion of a replica (two primaries). Stay down, so they see it down and promote.
-  wait_s=$(( (3 * DOWN_AFTER_MS + 2 * FAILOVER_TIMEOUT_MS) / 1000 ))
+  wait_s=$STAY_DOWN_SECONDS
   log "the Sentinels still name this pod primary; staying down up to ${{wait_s}}s so they promote a replica"
   until=$(( $(date +%s) + wait_s ))
   while [ "$(date +%s)" -lt "$until" ]; do
@@ -167,7 +167,7 @@ fi
 # replica that joined just before the primary died would follow the dead one for ever. Once its link has
 # been down longer than the Sentinels' own deadline, do for it what they would: follow the primary a
 # quorum of them names (never this pod, never while they still name the old one).
-stuck_s=$(( (DOWN_AFTER_MS + 2 * FAILOVER_TIMEOUT_MS) / 1000 ))
+stuck_s=$STUCK_REPLICA_SECONDS
 (
   down=0
   while sleep 5; do
@@ -304,10 +304,23 @@ def _sentinel_env(cfg: StackConfig, ns: Namespaces) -> dict[str, str | int]:
             "FAILOVER_TIMEOUT_MS": s.failoverTimeoutMilliseconds}
 
 
+# Sentinel drops a connection attempt to a dead address only after 15 s (sentinel.c,
+# sentinel_min_link_reconnect_period): a pod back under a new IP is invisible to it until then.
+SENTINEL_LINK_RECONNECT_SECONDS = 15
+
+
 def stay_down_seconds(cfg: StackConfig) -> int:
-    """How long a restarted primary waits for the Sentinels' failover (the script's wait_s)."""
+    """How long a restarted primary stays down for the Sentinels to fail over. When every data pod died,
+    their first attempts abort (no replica up) and are retried every 2 x failover-timeout; replicas that
+    came back under new addresses are visible to them after up to 15 s. Cover that plus one more retry."""
     s = cfg.redis.sentinel
-    return (3 * s.downAfterMilliseconds + 2 * s.failoverTimeoutMilliseconds) // 1000
+    return (2 * s.downAfterMilliseconds + 3 * s.failoverTimeoutMilliseconds) // 1000 + SENTINEL_LINK_RECONNECT_SECONDS
+
+
+def stuck_replica_seconds(cfg: StackConfig) -> int:
+    """After this long with its link down, a replica follows the quorum's primary itself."""
+    s = cfg.redis.sentinel
+    return (s.downAfterMilliseconds + 2 * s.failoverTimeoutMilliseconds) // 1000
 
 
 def _probe(cmd: str, period: int, timeout: int = 5, failures: int = 3) -> dict:
@@ -353,6 +366,8 @@ def _pvc(name: str, size: str, storage_class: str | None, lbl: dict) -> dict:
 
 def _pod_spec(containers: list[dict], volumes: list[dict], affinity: dict | None) -> dict:
     spec = {"serviceAccountName": "redis", "automountServiceAccountToken": False,
+            # No REDIS_PORT=tcp://... service-link variables next to the scripts' own env.
+            "enableServiceLinks": False,
             "securityContext": pod_security_context(REDIS_UID), "containers": containers, "volumes": volumes}
     if affinity:
         spec["affinity"] = affinity
@@ -395,7 +410,9 @@ def build_redis(cfg: StackConfig, ns: Namespaces, secret_name: str) -> list[Mani
     mounts = [{"name": "data", "mountPath": "/data"}, {"name": "config", "mountPath": "/etc/redis", "readOnly": True}]
     if sentinel:
         data_env = _env({"REDIS_DOMAIN": data_domain, **_sentinel_env(cfg, ns),
-                         "DISCOVERY_TIMEOUT_SECONDS": r.sentinel.discoveryTimeoutSeconds})
+                         "DISCOVERY_TIMEOUT_SECONDS": r.sentinel.discoveryTimeoutSeconds,
+                         "STAY_DOWN_SECONDS": stay_down_seconds(cfg),
+                         "STUCK_REPLICA_SECONDS": stuck_replica_seconds(cfg)})
         startup = r.sentinel.discoveryTimeoutSeconds + stay_down_seconds(cfg) + AOF_LOAD_ALLOWANCE_SECONDS
         container = _container("redis", SENTINEL_DATA_START, PORT, mounts, resources, data_env,
                                LIVENESS_PROBE, DATA_READINESS_PROBE, startup)

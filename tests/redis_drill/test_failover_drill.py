@@ -54,7 +54,8 @@ def finish(drill: Drill) -> None:
 
 def test_rendering_matches_prod() -> None:
     """The drill runs prod's scripts, probes and redis.conf; only the Sentinel timings in the env differ."""
-    timing_env = {"DOWN_AFTER_MS", "FAILOVER_TIMEOUT_MS", "DISCOVERY_TIMEOUT_SECONDS"}
+    timing_env = {"DOWN_AFTER_MS", "FAILOVER_TIMEOUT_MS", "DISCOVERY_TIMEOUT_SECONDS", "STAY_DOWN_SECONDS",
+                  "STUCK_REPLICA_SECONDS"}
     ns = Namespaces.for_env("prod")
     prod = build_redis(prod_config(), ns, "redis-auth")
     drill, _, _ = drill_manifests()
