@@ -18,6 +18,8 @@ primary?" is the one that loses data, and here it is short, readable shell that 
   failover would then discard.
 - Sentinels keep their state (id, epochs, primary, peers) on a PVC and start from it; only a first
   start discovers the primary (peers, then data pods, then the initial primary redis-0).
+- A replica the Sentinels never saw (they learn replicas from the primary's INFO every 10 s) follows
+  the primary a quorum names once its link has been down past the Sentinels' own deadline.
 
 The password reaches Redis as a mounted file that the start scripts copy into a config file; it is
 never in the environment or the process arguments. Data pods keep that copy on a memory-backed
@@ -65,11 +67,14 @@ protected-mode no
 """
 
 # Sentinel mode only: a primary without enough fresh replicas refuses writes (standalone has none).
+# A full sync starts 1 s after a replica asks (default 5 s, to batch replicas): with writes gated on a
+# replica, that is how long a fresh or restarted replica keeps the primary refusing writes.
 REPLICATION_CONF = """\
 min-replicas-to-write {to_write}
 min-replicas-max-lag {max_lag}
 replica-serve-stale-data yes
 replica-read-only yes
+repl-diskless-sync-delay 1
 """
 
 # The password file is appended as requirepass/masterauth into a tmpfs copy of the config.
@@ -95,7 +100,7 @@ printf 'requirepass %s\\nmasterauth %s\\nreplica-announce-ip %s\\n' "$PW" "$PW" 
 # One Sentinel's view: "<host>:<port> <known replicas> <config epoch>", or a logged error and status 1.
 # redis-cli exits 0 on error replies (NOAUTH, ...), so the reply's shape is what is checked.
 ask() {{
-  out="$(REDISCLI_AUTH="$PW" timeout 3 redis-cli -h "$1" -p {SENTINEL_PORT} SENTINEL MASTER "$MASTER_NAME" 2>&1)" \\
+  out="$(REDISCLI_AUTH="$PW" timeout 2 redis-cli -h "$1" -p {SENTINEL_PORT} SENTINEL MASTER "$MASTER_NAME" 2>&1)" \\
     || {{ log "sentinel $1: unreachable or timed out: $(printf '%s' "$out" | tr -d '\\r' | tr '\\n' ' ' | cut -c1-200)"; return 1; }}
   out="$(printf '%s\\n' "$out" | tr -d '\\r')"
   field() {{ printf '%s\\n' "$out" | sed -n "/^$1\\$/{{n;p;q;}}"; }}
@@ -206,12 +211,12 @@ if [ -z "$PRIMARY" ]; then
   for attempt in 1 2; do
     for s in $SENTINEL_HOSTS; do
       [ "$s" != "$SELF" ] || continue
-      out="$(REDISCLI_AUTH="$PW" timeout 3 redis-cli -h "$s" -p {SENTINEL_PORT} SENTINEL get-master-addr-by-name "$MASTER_NAME" 2>&1 | tr -d '\\r' | tr '\\n' ' ')" || true
+      out="$(REDISCLI_AUTH="$PW" timeout 2 redis-cli -h "$s" -p {SENTINEL_PORT} SENTINEL get-master-addr-by-name "$MASTER_NAME" 2>&1 | tr -d '\\r' | tr '\\n' ' ')" || true
       if printf '%s\\n' "$out" | grep -Eqx '[A-Za-z0-9][A-Za-z0-9.-]* [0-9]+ '; then PRIMARY="${{out% }}"; break 2; fi
       log "peer $s: no primary: $(printf '%s' "$out" | cut -c1-200)"
     done
     for d in $REDIS_HOSTS; do
-      out="$(REDISCLI_AUTH="$PW" timeout 3 redis-cli -h "$d" -p {PORT} ROLE 2>&1 | tr -d '\\r' | head -n1)" || true
+      out="$(REDISCLI_AUTH="$PW" timeout 2 redis-cli -h "$d" -p {PORT} ROLE 2>&1 | tr -d '\\r' | head -n1)" || true
       if [ "$out" = master ]; then PRIMARY="$d {PORT}"; break 2; fi
     done
     sleep 1

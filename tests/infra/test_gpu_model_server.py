@@ -50,30 +50,43 @@ def test_await_timeouts_cover_a_cold_start(stacks, name):
     assert startup["periodSeconds"] * startup["failureThreshold"] >= minutes * 60
 
 
-def test_custom_timeouts_reach_the_engine(tmp_path):
-    """The Deployment's registration carries customTimeouts (the engine's await limit), read from the
-    real registration request the program sends."""
+def test_custom_timeouts_reach_the_engine():
+    """The Deployment's registration request carries customTimeouts (the engine's await limit). Run in a
+    fresh interpreter: the Pulumi mock runtime is process-global."""
     code = f"""
 import json, sys
 sys.path.insert(0, {str(REPO)!r})
 from pathlib import Path
+import pulumi
 from pulumi.runtime import mocks
-from infra.preview import run_program
 seen = {{}}
 original = mocks.MockMonitor.RegisterResource
 def record(self, request):
     if request.type == "kubernetes:apps/v1:Deployment":
-        t = request.customTimeouts
-        seen[request.name] = [t.create, t.update]
+        seen[request.name] = [request.customTimeouts.create, request.customTimeouts.update]
     return original(self, request)
 mocks.MockMonitor.RegisterResource = record
-run_program("staging", Path({str(REPO / 'stacks')!r}), Path({str(REPO / 'infra')!r}))
+class Mocks(pulumi.runtime.Mocks):
+    def new_resource(self, args):
+        return args.name + "-id", args.inputs
+    def call(self, args):
+        return {{}}
+pulumi.runtime.set_mocks(Mocks(), "rag-platform", "staging", preview=False)
+from infra.components.gpu import GpuPlatform
+from infra.config import parse_stack_config
+from infra.kube import Namespaces
+from infra.preview import load_stack_file
+cfg = parse_stack_config("staging", *load_stack_file(Path({str(REPO / 'stacks' / 'Pulumi.staging.yaml')!r})))
+@pulumi.runtime.test
+def declare():
+    GpuPlatform("gpu", cfg, Namespaces.for_env("staging"), "model-server-auth")
+declare()
 print(json.dumps(seen))
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     seen = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert seen["deployment:rag-staging-gpu/model-server"] == ["45m", "45m"]
+    assert seen == {"deployment:rag-staging-gpu/model-server": ["45m", "45m"]}
 
 
 @pytest.mark.parametrize("name", GPU_STACKS)

@@ -6,7 +6,8 @@ pod's FQDN (publishNotReadyAddresses), and a read-only root made of the host's /
 volumes bound at their mountPaths. The container command from the manifest runs there, with the
 env Kubernetes would give it, as the pod's uid/gid (fsGroup as a supplementary group), under the
 host's /bin/sh (dash on Debian, as in the official image). Probes run the manifest's exec command
-inside the same namespaces, as Kubernetes does.
+inside the same namespaces, as Kubernetes does, and a kubelet thread restarts an exited container in
+the same pod with the kubelet's back-off (restartPolicy Always).
 
 A pod that is deleted loses its address and DNS name; the one that replaces it gets a new address,
 fresh emptyDirs and the same PVC. Nothing touches the host's network or filesystem outside the run's
@@ -172,10 +173,12 @@ class Cluster:
         self.namespaces.append(name)
         _run("ip", "-n", name, "link", "set", "lo", "up")
 
-    def _plug(self, netns: str, port: str, ip: str) -> None:
+    def _plug(self, netns: str, port: str, ip: str | None = None) -> None:
+        """A veth pair: `port` on the switch's bridge, eth0 in `netns` (with `ip`, or none yet)."""
         _run("ip", "-n", self.switch, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", netns)
         _run("ip", "-n", self.switch, "link", "set", port, "master", "br0", "up")
-        _run("ip", "-n", netns, "addr", "add", f"{ip}/24", "dev", "eth0")
+        if ip:
+            _run("ip", "-n", netns, "addr", "add", f"{ip}/24", "dev", "eth0")
         _run("ip", "-n", netns, "link", "set", "eth0", "up")
 
     def _setup_network(self) -> None:
@@ -188,10 +191,7 @@ class Cluster:
         for pod in self.pods.values():
             pod.dir.mkdir(parents=True, exist_ok=True)
             self._add_netns(pod.netns)
-            _run("ip", "-n", self.switch, "link", "add", f"p{pod.index}", "type", "veth", "peer", "name", "eth0",
-                 "netns", pod.netns)
-            _run("ip", "-n", self.switch, "link", "set", f"p{pod.index}", "master", "br0", "up")
-            _run("ip", "-n", pod.netns, "link", "set", "eth0", "up")
+            self._plug(pod.netns, f"p{pod.index}")
         (self.workdir / "nsswitch.conf").write_text("hosts: files\npasswd: files\ngroup: files\n")
         self.client_hosts = self.workdir / "client-hosts"
         self.hosts_files.append(self.client_hosts)

@@ -20,7 +20,7 @@ from .cluster import Cluster, Pod, wait_until
 REPO = Path(__file__).resolve().parents[2]
 # Prod's Redis config with shorter Sentinel timings (the only change): the scripts, probes and
 # redis.conf the drill runs are otherwise exactly what prod renders (test_rendering_matches_prod).
-DRILL_SENTINEL = {"downAfterMilliseconds": 1000, "failoverTimeoutMilliseconds": 5000, "discoveryTimeoutSeconds": 8}
+DRILL_SENTINEL = {"downAfterMilliseconds": 1000, "failoverTimeoutMilliseconds": 5000, "discoveryTimeoutSeconds": 10}
 
 
 def prod_config(**sentinel: int) -> StackConfig:
