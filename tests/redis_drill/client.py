@@ -4,7 +4,8 @@
   ~20 ms and records every acknowledged write with its monotonic time;
 - watcher: every 100 ms asks every data pod for its role; a primary "accepts writes" when it has
   at least min-replicas-to-write good replicas (INFO min_slaves_good_slaves), exactly Redis's own
-  admission rule. Two at once is a split brain and is recorded.
+  admission rule. Two at once is a split brain and is recorded; so is any moment with two pods in the
+  primary role (min-replicas may be all that keeps the second from taking writes).
 
 Commands arrive as JSON lines on stdin, answers leave as JSON lines on stdout:
   {"cmd": "status"}  -> acks, last errors, the latest roles, split-brain records
@@ -39,6 +40,7 @@ class Drill:
         self.errors: Counter[str] = Counter()
         self.last_errors: list[str] = []
         self.split_brain: list[dict[str, Any]] = []
+        self.two_primaries: list[dict[str, Any]] = []
         self.roles: dict[str, Any] = {}
         self.roles_t = 0.0
         self.writing = asyncio.Event()
@@ -86,10 +88,12 @@ class Drill:
         while not self.stopped:
             t = time.monotonic()
             roles = dict(await asyncio.gather(*(role(n, c) for n, c in nodes.items())))
-            accepting = sorted(n for n, r in roles.items()
-                               if r["role"] == "master" and r["good"] >= self.args.min_replicas)
+            primaries = sorted(n for n, r in roles.items() if r["role"] == "master")
+            accepting = [n for n in primaries if roles[n]["good"] >= self.args.min_replicas]
             if len(accepting) > 1:
                 self.split_brain.append({"t": t, "primaries": accepting})
+            if len(primaries) > 1:  # even if min-replicas keeps one of them from taking writes
+                self.two_primaries.append({"t": t, "primaries": primaries})
             self.roles, self.roles_t = roles, t
             await asyncio.sleep(0.1)
         for c in nodes.values():
@@ -121,7 +125,8 @@ class Drill:
                 reply = {"acks": len(self.acks), "last_ack": self.acks[-1] if self.acks else None,
                          "errors": dict(self.errors), "last_errors": self.last_errors, "roles": self.roles,
                          "roles_t": self.roles_t,
-                         "split_brain": self.split_brain[:20], "now": time.monotonic()}
+                         "split_brain": self.split_brain[:20], "two_primaries": self.two_primaries[:20],
+                         "now": time.monotonic()}
             elif cmd == "verify":
                 try:
                     reply = await self.verify()

@@ -165,6 +165,7 @@ class Drill:
     def assert_no_split_brain(self) -> None:
         status = self.ask("status")
         assert not status["split_brain"], f"two primaries accepted writes at once: {status['split_brain']}"
+        assert not status["two_primaries"], f"two pods were primary at once: {status['two_primaries']}"
 
 
 def cold_start(drill: Drill, timeout: float = 60) -> str:
