@@ -306,8 +306,7 @@ def parse_stack_config(stack: str, raw: Mapping[str, str], secret_keys: set[str]
 
 def load_stack_config() -> StackConfig:
     """Read the running program's config (as the CLI passed it) into a `StackConfig`."""
-    from pulumi.runtime import config as runtime_config
+    from infra.sdk_adapter import stack_config
 
-    raw = dict(runtime_config.CONFIG.get())
-    secret_keys = {k for k in raw if runtime_config.is_config_secret(k)}
+    raw, secret_keys = stack_config()
     return parse_stack_config(pulumi.get_stack(), raw, secret_keys)
