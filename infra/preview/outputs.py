@@ -18,7 +18,7 @@ import json
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,31 +92,35 @@ def resource_json(r: Recorded) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- policy
 
-def run_policies(stack: str, resources: list[dict[str, Any]], stacks_dir: Path) -> tuple[dict[str, Any], bool]:
+def run_policies(stack: str, resources: list[dict[str, Any]], stacks_dir: Path,
+                 policies: Sequence[Any] | None = None) -> tuple[dict[str, Any], bool]:
     """The policies/ pack over the redacted resources. Returns (report dict, has mandatory violation).
 
+    `policies` defaults to the whole pack (policies.catalog.POLICIES, read at call time).
     Raises PolicyConfigError (the stack's policy file is wrong) or PolicyCrash (a policy raised).
     """
+    from policies import catalog
     from policies.engine import PolicyConfigError, PolicyResource, check_resources, load_pack_config
+
+    policies = catalog.POLICIES if policies is None else tuple(policies)
 
     pack_config = load_pack_config(stacks_dir / "policy" / f"{stack}.json")
     policy_resources = [PolicyResource(type=r["type"], name=r["name"], props=r["inputs"], urn=r["urn"], file=None)
                         for r in resources]
     try:
-        report = check_resources(policy_resources, pack_config)
+        report = check_resources(policy_resources, pack_config, policies=policies)
     except PolicyConfigError:
         raise
     except Exception as exc:  # noqa: BLE001 - any policy bug becomes a named PolicyCrash
-        raise _diagnose(policy_resources, pack_config, exc) from exc
+        raise _diagnose(policy_resources, pack_config, policies, exc) from exc
     return report.to_dict(), bool(report.has_mandatory)
 
 
-def _diagnose(resources: list, pack_config: Any, exc: Exception) -> PolicyCrash:
+def _diagnose(resources: list, pack_config: Any, policies: Sequence[Any], exc: Exception) -> PolicyCrash:
     """Find which policy raised (and on which object) by running the policies one at a time."""
-    from policies.catalog import POLICIES
     from policies.engine import check_resources
 
-    for policy in POLICIES:
+    for policy in policies:
         try:
             check_resources(resources, pack_config, policies=[policy])
         except Exception as single:  # noqa: BLE001

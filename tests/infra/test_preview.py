@@ -47,3 +47,39 @@ def test_resources_and_manifests_are_sorted_by_urn(stacks, name):
     text = (s.dir / "manifests.yaml").read_text()
     first = next(yaml.safe_load_all(text))
     assert list(first) == sorted(first)  # keys in a stable (sorted) order
+
+
+CRASHING_POLICY = '''
+import sys
+import policies.catalog as catalog
+from policies.model import Policy
+
+def resource_check(type_, props):
+    if props.get("kind") == "StatefulSet" and props["metadata"]["name"] == "redis":
+        raise KeyError("spec.template.spec.hostUsers")  # a policy bug, met on one object
+    return []
+
+def stack_check(resources):
+    raise ValueError("cannot index an empty list")
+
+check = {"resource": dict(resource_check=resource_check), "stack": dict(stack_check=stack_check)}[sys.argv[1]]
+catalog.POLICIES = catalog.POLICIES + (Policy("buggy-policy", "a policy with a bug", "low", "fix the policy", **check),)
+from infra.preview.cli import main
+sys.exit(main(["--stack", "dev", "--out", sys.argv[2]]))
+'''
+
+
+@pytest.mark.parametrize("kind", ["resource", "stack"])
+def test_a_crashing_policy_exits_2_naming_the_policy_and_the_object(tmp_path, kind):
+    """Exit 1 means "mandatory violation"; a policy bug is never one, and says where it struck."""
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-c", CRASHING_POLICY, kind, str(out)], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "policy buggy-policy crashed on" in proc.stderr
+    if kind == "resource":
+        assert "StatefulSet/rag-dev-data/redis" in proc.stderr and "hostUsers" in proc.stderr
+    else:
+        assert "the whole stack" in proc.stderr and "cannot index an empty list" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (out / "dev" / "policy.json").exists()  # no half-judged preview left behind
