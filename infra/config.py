@@ -130,6 +130,17 @@ class CicdConfig(_Model):
     runTests: bool = True
 
 
+class ReviewConfig(_Model):
+    """The pull-request preview pipeline (infra/components/review.py); one stack's CI runs it."""
+
+    enabled: bool = Field(False, description="preview every pull request and post the diff (needs cicd and githubToken)")
+    githubApiUrl: str = Field("https://api.github.com", pattern=r"^https://[^\s/]+(/[^\s]*)?$",
+                              description="GitHub REST API base URL (GitHub Enterprise: https://<host>/api/v3)")
+    statusContext: str = Field("rag-platform/preview", min_length=1, max_length=100,
+                               description="the commit status context the pipeline sets on the head commit")
+    allowForks: bool = Field(False, description="also preview pull requests from forks (runs their code in the cluster)")
+
+
 class GpuPool(_Model):
     name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     instanceTypes: list[str] = Field(min_length=1)
@@ -191,6 +202,7 @@ class StackConfig(_Model):
     milvus: MilvusConfig = MilvusConfig()
     canary: CanaryConfig = CanaryConfig()
     cicd: CicdConfig
+    review: ReviewConfig = ReviewConfig()
     gpu: GpuConfig = GpuConfig()
     generator: ExternalGeneratorConfig | None = Field(
         None, description="external OpenAI-compatible generator (needs llmApiKey); null: extractive or the GPU model server")
@@ -198,6 +210,8 @@ class StackConfig(_Model):
     llmApiKey: SecretStr | None = Field(None, description="API key for the external `generator`; unused with the in-cluster model server")
     registryDockerConfig: SecretStr | None = Field(
         None, description="docker config.json for kaniko pushes; unset: rely on node/IRSA credentials")
+    githubToken: SecretStr | None = Field(
+        None, description="GitHub token the pull-request pipeline comments and sets statuses with (review.enabled)")
 
     @model_validator(mode="after")
     def _cross_checks(self) -> StackConfig:
@@ -215,6 +229,9 @@ class StackConfig(_Model):
         if self.generator is not None and self.llmApiKey is None:
             raise ValueError("generator: an external endpoint needs its key; "
                              "run `pulumi config set --secret llmApiKey <key>`")
+        if self.review.enabled and not (self.cicd.enabled and self.githubToken is not None):
+            raise ValueError("review.enabled needs cicd.enabled (Tekton) and the GitHub token: "
+                             "run `pulumi config set --secret githubToken <token>`")
         if self.kubernetes.renderYamlToDirectory and self.gpu.enabled:
             raise ValueError("renderYamlToDirectory is for laptop stacks; GPU pools need a real cluster")
         return self
@@ -294,7 +311,7 @@ def parse_stack_config(stack: str, raw: Mapping[str, str], secret_keys: set[str]
         raise ConfigError(
             f"{stack_file(stack)}: {PROJECT}:environment is '{cfg.environment}' but the stack is '{stack}'\n"
             f"    fix: set `{PROJECT}:environment: {stack}` (one stack per environment)")
-    for secret_field in ("llmApiKey", "registryDockerConfig"):
+    for secret_field in ("llmApiKey", "registryDockerConfig", "githubToken"):
         full = f"{PROJECT}:{secret_field}"
         if full in raw and full not in secret_keys:
             raise ConfigError(

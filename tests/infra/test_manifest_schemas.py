@@ -24,7 +24,7 @@ NO_SCHEMA_SHIPPED = {
     ("argoproj.io/v1alpha1", "Rollout"), ("argoproj.io/v1alpha1", "AnalysisTemplate"),
     ("tekton.dev/v1", "Task"), ("tekton.dev/v1", "Pipeline"),
     ("triggers.tekton.dev/v1beta1", "EventListener"), ("triggers.tekton.dev/v1beta1", "TriggerBinding"),
-    ("triggers.tekton.dev/v1beta1", "TriggerTemplate"),
+    ("triggers.tekton.dev/v1beta1", "TriggerTemplate"), ("triggers.tekton.dev/v1beta1", "Trigger"),
     ("karpenter.sh/v1", "NodePool"), ("karpenter.k8s.aws/v1", "EC2NodeClass"),
 }
 
