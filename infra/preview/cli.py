@@ -112,11 +112,11 @@ def describe(code: int) -> str:
     return RESULT_NAMES.get(code, f"exit {code}")
 
 
-def run_diff(base: Path, head: Path, stacks: list[str] | None) -> int:
+def run_diff(base: Path, head: Path, stacks: list[str] | None, head_status: dict[str, str] | None = None) -> int:
     from .diff import DiffError, diff_previews, write_diff
 
     try:
-        result = diff_previews(base, head, stacks)
+        result = diff_previews(base, head, stacks, head_status)
     except DiffError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -142,5 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         code = preview_stack(args.stack, args.out, args.stacks_dir, args.program)
     if args.diff_against is not None:
         # The diff is written even when a stack failed: a reviewer needs to see that most of all.
-        code = max(code, run_diff(args.diff_against, args.out, None if args.all else [args.stack]))
+        # One stack: this run's result, not what an older --all run left in index.json.
+        fresh = None if args.all else {args.stack: describe(code)}
+        code = max(code, run_diff(args.diff_against, args.out, None if args.all else [args.stack], fresh))
     return code

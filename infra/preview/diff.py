@@ -46,8 +46,11 @@ def _read_json(path: Path) -> Any:
         raise DiffError(f"{path}: not a readable preview file ({exc}); re-run the preview that wrote it") from None
 
 
-def read_preview(root: Path) -> dict[str, dict[str, Any]]:
-    """`{stack: {"status", "resources", "policy", "outputs"}}` for every stack under `root`."""
+def read_preview(root: Path, status: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
+    """`{stack: {"status", "resources", "policy", "outputs"}}` for every stack under `root`.
+
+    `status` overrides index.json for the stacks it names (a single-stack run knows better).
+    """
     if not root.is_dir():
         raise DiffError(f"{root}: no such directory (fix: render the base first, e.g. `make preview-diff BASE=<ref>`)")
     index_path = root / "index.json"
@@ -61,6 +64,7 @@ def read_preview(root: Path) -> dict[str, dict[str, Any]]:
     for child in sorted(root.iterdir()):
         if (child / "resources.json").is_file():
             statuses.setdefault(child.name, "ok")
+    statuses.update(status or {})
     if not statuses:
         raise DiffError(f"{root}: no stack previews in it (expected <stack>/resources.json from `python -m infra.preview`)")
     previews: dict[str, dict[str, Any]] = {}
@@ -219,8 +223,9 @@ def _counts(d: dict[str, Any]) -> dict[str, int]:
             "outputsChanged": len(d["outputs"])}
 
 
-def diff_previews(base_dir: Path, head_dir: Path, stacks: list[str] | None = None) -> dict[str, Any]:
-    base, head = read_preview(base_dir), read_preview(head_dir)
+def diff_previews(base_dir: Path, head_dir: Path, stacks: list[str] | None = None,
+                  head_status: dict[str, str] | None = None) -> dict[str, Any]:
+    base, head = read_preview(base_dir), read_preview(head_dir, head_status)
     names = sorted(set(base) | set(head)) if stacks is None else sorted(stacks)
     per_stack = {}
     for s in names:
