@@ -252,13 +252,25 @@ def probe_host(token: str, props: Mapping[str, Any]) -> Iterator[str]:
                                f"the node to any address; remove host (the pod's own IP is used).")
 
 
+def _secret_env(env: Any) -> Mapping[str, Any]:
+    return as_map(as_map(as_map(env).get("valueFrom")).get("secretKeyRef"))
+
+
 def secrets_as_files(token: str, props: Mapping[str, Any]) -> Iterator[str]:
     for pod in pod_templates(token, props):
+        # A Tekton podTemplate's env reaches every step: reported once, where it is set (also with a taskRef).
+        pod_env = list(as_list(pod.pod.get("env"))) if pod.tekton else []
+        for i, env in enumerate(pod_env):
+            ref = _secret_env(env)
+            if ref:
+                name = as_map(env).get("name")
+                yield (f"{pod.path}.env[{i}] reads secret {ref.get('name')!r} into env var {name!r} for every step; "
+                       f"mount the secret as a volume and point the tool at the file (e.g. {name}_FILE).")
         for c in pod.containers:
             for env in as_list(c.spec.get("env")):
-                env = as_map(env)
-                ref = as_map(as_map(env.get("valueFrom")).get("secretKeyRef"))
-                if ref:
+                ref = _secret_env(env)
+                if ref and env not in pod_env:
+                    env = as_map(env)
                     yield (f"{c.label} reads secret {ref.get('name')!r} into env var {env.get('name')!r}; mount "
                            f"the secret as a volume and point the app at the file (e.g. {env.get('name')}_FILE).")
             for env_from in as_list(c.spec.get("envFrom")):
