@@ -21,7 +21,7 @@ import time
 import traceback
 from pathlib import Path
 
-from .outputs import (PolicyCrash, dump_json, print_differences, print_stack_summary, resource_json, run_policies,
+from .outputs import (dump_json, print_differences, print_stack_summary, resource_json, run_policies,
                       write_atomically, write_outputs)
 from .stackfile import PreviewError, stack_names
 
@@ -48,7 +48,7 @@ def preview_stack(stack: str, out: Path, stacks_dir: Path, program_dir: Path) ->
             print(f"error: the program failed for stack '{stack}':\n{traceback.format_exc()}", file=sys.stderr)
         return EXIT_ERROR
     from infra.crds import check_crd_dependencies
-    from policies.pack_config import PolicyConfigError
+    from policies.engine import PolicyConfigError, PolicyCrash
 
     resources = [resource_json(r) for r in preview.resources]
     try:
@@ -59,6 +59,9 @@ def preview_stack(stack: str, out: Path, stacks_dir: Path, program_dir: Path) ->
     except PolicyCrash as exc:
         print(f"error: {stack}: {exc}\n  a bug in policies/ (not a violation): fix the policy so it handles "
               f"this object, or report it; no preview files were written", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception:  # noqa: BLE001 - the engine itself failed: never exit 1, which means "violation"
+        print(f"error: {stack}: the policy engine failed:\n{traceback.format_exc()}", file=sys.stderr)
         return EXIT_ERROR
     target = write_outputs(preview, resources, policy, out)
     print_stack_summary(stack, resources, policy, target)

@@ -31,14 +31,6 @@ SECRET_DATA_FIELDS = ("data", "stringData")
 FILES = ("resources.json", "manifests.yaml", "policy.json", "outputs.json")
 
 
-class PolicyCrash(Exception):
-    """A policy raised instead of returning verdicts (exit code 2): a bug, never a violation."""
-
-    def __init__(self, policy: str, where: str, error: str) -> None:
-        super().__init__(f"policy {policy} crashed on {where}: {error}")
-        self.policy, self.where, self.error = policy, where, error
-
-
 # ---------------------------------------------------------------- redaction
 
 def redact(value: Any) -> Any:
@@ -96,44 +88,19 @@ def run_policies(stack: str, resources: list[dict[str, Any]], stacks_dir: Path,
                  policies: Sequence[Any] | None = None) -> tuple[dict[str, Any], bool]:
     """The policies/ pack over the redacted resources. Returns (report dict, has mandatory violation).
 
-    `policies` defaults to the whole pack (policies.catalog.POLICIES, read at call time).
-    Raises PolicyConfigError (the stack's policy file is wrong) or PolicyCrash (a policy raised).
+    `policies` defaults to the whole pack (policies.catalog.POLICIES, read at call time). Raises
+    PolicyConfigError (the stack's policy file is wrong) or PolicyCrash (a policy raised; it names
+    the policy and the object).
     """
     from policies import catalog
-    from policies.engine import PolicyConfigError, PolicyResource, check_resources, load_pack_config
-
-    policies = catalog.POLICIES if policies is None else tuple(policies)
+    from policies.engine import PolicyResource, check_resources, load_pack_config
 
     pack_config = load_pack_config(stacks_dir / "policy" / f"{stack}.json")
     policy_resources = [PolicyResource(type=r["type"], name=r["name"], props=r["inputs"], urn=r["urn"], file=None)
                         for r in resources]
-    try:
-        report = check_resources(policy_resources, pack_config, policies=policies)
-    except PolicyConfigError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any policy bug becomes a named PolicyCrash
-        raise _diagnose(policy_resources, pack_config, policies, exc) from exc
+    report = check_resources(policy_resources, pack_config,
+                             policies=catalog.POLICIES if policies is None else tuple(policies))
     return report.to_dict(), bool(report.has_mandatory)
-
-
-def _diagnose(resources: list, pack_config: Any, policies: Sequence[Any], exc: Exception) -> PolicyCrash:
-    """Find which policy raised (and on which object) by running the policies one at a time."""
-    from policies.engine import check_resources
-
-    for policy in policies:
-        try:
-            check_resources(resources, pack_config, policies=[policy])
-        except Exception as single:  # noqa: BLE001
-            cause = single.__cause__ or single
-            # The engine names the object for per-resource checks: "policy X failed on Kind/ns/name (type): ..."
-            text = str(single)
-            prefix = f"policy {policy.name} failed on "
-            if text.startswith(prefix):
-                where = text[len(prefix):].split(": ", 1)[0]
-            else:
-                where = f"the whole stack ({len(resources)} resources; a stack-level check)"
-            return PolicyCrash(policy.name, where, f"{type(cause).__name__}: {cause}")
-    return PolicyCrash("<unknown>", "the whole stack", f"{type(exc).__name__}: {exc}")
 
 
 # ---------------------------------------------------------------- files

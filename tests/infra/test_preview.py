@@ -80,6 +80,6 @@ def test_a_crashing_policy_exits_2_naming_the_policy_and_the_object(tmp_path, ki
     if kind == "resource":
         assert "StatefulSet/rag-dev-data/redis" in proc.stderr and "hostUsers" in proc.stderr
     else:
-        assert "the whole stack" in proc.stderr and "cannot index an empty list" in proc.stderr
+        assert "the stack's resources" in proc.stderr and "cannot index an empty list" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (out / "dev" / "policy.json").exists()  # no half-judged preview left behind
