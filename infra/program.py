@@ -14,6 +14,7 @@ from infra.components.gpu import GpuPlatform
 from infra.components.milvus import Milvus
 from infra.components.namespaces import PlatformNamespaces
 from infra.components.redis import Redis
+from infra.components.review import ReviewPipeline
 from infra.components.rollouts import ArgoRollouts
 from infra.components.secrets import PlatformSecrets
 from infra.config import StackConfig
@@ -53,6 +54,9 @@ def build_platform(cfg: StackConfig) -> dict[str, object]:
         pipeline = AgentPipeline("agent-pipeline", cfg, ns, tekton=tekton, secrets=secrets.names,
                                  has_registry_secret="registry" in secrets.secrets,
                                  opts=pulumi.ResourceOptions(provider=provider, depends_on=[namespaces, secrets]))
+    if cfg.review.enabled:  # pull-request previews; their Trigger joins the release listener
+        ReviewPipeline("review", cfg, ns, tekton=tekton, webhook_secret=secrets.names.webhook,
+                       opts=pulumi.ResourceOptions(provider=provider, depends_on=[namespaces, secrets]))
 
     return {
         "environment": cfg.environment,
