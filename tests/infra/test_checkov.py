@@ -21,18 +21,8 @@ from .conftest import REPO, STACKS
 CHECKOV = Path(os.environ.get("RAG_CHECKOV", REPO / "build" / "tools" / "checkov" / "bin" / "checkov"))
 MIN_REASON = 20
 
-# (check id, kind, name) -> why it still fails. Owner: the Redis/GPU work (infra/components/redis.py,
-# gpu.py), which makes these pods checkov-clean (high UID + fsGroup, pull policy, digests, reasoned skips).
-_REDIS_GPU = "being fixed on the redis-gpu branch (infra/components/redis.py / gpu.py); delete when merged"
-PENDING: dict[tuple[str, str, str], str] = {
-    (check, kind, name): _REDIS_GPU
-    for kind, name, checks in (
-        ("StatefulSet", "redis", ("CKV_K8S_11", "CKV_K8S_43", "CKV_K8S_15", "CKV_K8S_40")),
-        ("StatefulSet", "redis-sentinel", ("CKV_K8S_11", "CKV_K8S_43", "CKV_K8S_15", "CKV_K8S_40")),
-        ("Deployment", "model-server", ("CKV_K8S_11", "CKV_K8S_43", "CKV_K8S_15")),
-    )
-    for check in checks
-}
+# (check id, kind, name) -> why it still fails, naming the owner; empty when nothing is pending.
+PENDING: dict[tuple[str, str, str], str] = {}
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +70,12 @@ def test_no_unexplained_checkov_failure(checkov_report):
     assert not stale, f"these pass now, delete them from PENDING: {stale}"
 
 
+def _reason(check: dict) -> str:
+    # checkov's JSON report keeps an annotation's reason under check_result.suppress_comment.
+    return ((check.get("check_result") or {}).get("suppress_comment") or check.get("suppress_comment") or "").strip()
+
+
 def test_every_skipped_check_carries_a_reason(checkov_report):
-    short = [f"{c['check_id']} {c['resource']}: {c.get('suppress_comment')!r}"
-             for c in checkov_report["results"]["skipped_checks"]
-             if len((c.get("suppress_comment") or "").strip()) < MIN_REASON]
+    skipped = checkov_report["results"]["skipped_checks"]
+    short = [f"{c['check_id']} {c['resource']}: {_reason(c)!r}" for c in skipped if len(_reason(c)) < MIN_REASON]
     assert not short, "a skip needs a real reason (checkov.io/skip<N>: CKV_K8S_<id>=<why>):\n" + "\n".join(short)
