@@ -45,9 +45,10 @@ policy-check: preview
 
 # Real servers the tests drive: Redis and Redis Sentinel (failover drill), Prometheus (canary drill).
 # Installed from Debian when missing and we may (root with apt-get); otherwise the tests that need
-# them fail with a message naming the package, never skip.
+# them fail with a message naming the package, never skip. RAG_TEST_PROMETHEUS names a Prometheus
+# binary instead (the Tekton unit-tests step copies one from the pinned image; no apt there).
 SYSTEM_PACKAGES := redis-server redis-sentinel prometheus
-SYSTEM_BINARIES := redis-server redis-sentinel prometheus
+SYSTEM_BINARIES := redis-server redis-sentinel $(if $(RAG_TEST_PROMETHEUS),,prometheus)
 system-deps:
 	@missing=""; for b in $(SYSTEM_BINARIES); do command -v $$b >/dev/null || missing="$$missing $$b"; done; \
 	if [ -n "$$missing" ]; then \

@@ -79,12 +79,17 @@ def build_tasks(cfg: StackConfig, ns: Namespaces) -> list[Manifest]:
         "steps": [{
             "name": "clone", "image": versions.GIT_IMAGE, "env": home,
             "securityContext": step_security(),
+            # One command per line: `set -e` ignores a failure on the left of `&&`, which let a
+            # failed fetch write an empty commit result and pass (tests/release/test_tekton_scripts.py).
             "script": (
                 "#!/bin/sh\nset -eu\n"
                 f'cd "{src}"\n'
-                'git init -q . && git remote add origin "$(params.url)"\n'
-                'git fetch -q --depth 1 origin "$(params.revision)" && git checkout -q FETCH_HEAD\n'
-                'printf %s "$(git rev-parse HEAD)" > "$(results.commit.path)"\n'),
+                "git init -q .\n"
+                'git remote add origin "$(params.url)"\n'
+                'git fetch -q --depth 1 origin "$(params.revision)"\n'
+                "git checkout -q FETCH_HEAD\n"
+                'commit="$(git rev-parse HEAD)"\n'
+                'printf %s "$commit" > "$(results.commit.path)"\n'),
         }],
     })
     py_env = home + [{"name": "PIP_DISABLE_PIP_VERSION_CHECK", "value": "1"},
