@@ -135,6 +135,9 @@ def build_values(cfg: StackConfig, ns: Namespaces) -> dict[str, Any]:
             # render; without it there is no certificate-patching Job with cluster-wide rights.
             "admissionWebhooks": {"enabled": False},
             "kubeletService": {"enabled": False},
+            # Watch only the monitoring namespace (its Prometheus) and the app namespace (the
+            # PodMonitors): the chart's ClusterRole stays, what the operator acts on shrinks.
+            "namespaces": {"releaseNamespace": True, "additional": [ns.app]},
             "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
         },
         "prometheus": {

@@ -205,6 +205,8 @@ def test_prometheus_is_installed_pinned_and_scrapes_the_agent_and_the_controller
     assert chart["inputs"]["values"]["prometheus"]["podDisruptionBudget"]["enabled"] == ha
     assert spec["podMonitorSelector"] == {"matchLabels": {"app.kubernetes.io/part-of": "rag-platform",
                                                           "app.kubernetes.io/instance": name}}
+    assert chart["inputs"]["values"]["prometheusOperator"]["namespaces"] == {"releaseNamespace": True,
+                                                                            "additional": [f"rag-{name}"]}
     assert s.outputs["prometheusAddress"] == f"http://prometheus-operated.rag-{name}-monitoring.svc.cluster.local:9090"
     for metric in s.one("AnalysisTemplate", "agent-canary-health")["spec"]["metrics"]:
         assert metric["provider"]["prometheus"]["address"] == s.outputs["prometheusAddress"]
