@@ -10,7 +10,7 @@ Argo does, and the measurements are judged with Argo's semantics (tests/release/
 Phase 1, before any load: every canary is probed and scraped (the broken one's readiness probe
 answers 503) and the healthy one serves fewer requests than `canary.minRequests`: every verdict is
 Inconclusive, never Successful. Phase 2, a bounded load: healthy -> Successful, broken -> Failed
-on the error rate, slow -> Failed on p95 latency.
+on the error rate, slow -> Failed on p95 latency, and a canary hash nobody scraped -> Inconclusive.
 """
 
 from __future__ import annotations
@@ -167,7 +167,8 @@ def drill(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Drill:
             time.sleep(3 * SCRAPE_INTERVAL_S)
             for name in ("healthy", "broken", "slow"):
                 d.after_load[name] = analyse(prom, template, {"canary-hash": agents[name].pod_template_hash})
-            d.facts["stable_hash"] = agents["stable"].pod_template_hash
+            # A canary Prometheus never scraped (no PodMonitor match, a NetworkPolicy in the way).
+            d.after_load["unscraped"] = analyse(prom, template, {"canary-hash": "9a8b7c6d5e"})
     d.facts["total_s"] = round(time.monotonic() - started_at, 1)
     return d
 
@@ -189,6 +190,11 @@ def test_without_enough_canary_traffic_the_verdict_is_inconclusive_never_success
     assert verdict.phase == argo.INCONCLUSIVE, verdict
     # No evidence is an empty result, not a number that happens to pass.
     assert all(value == [] for value in verdict.values.values()), verdict.values
+
+
+def test_a_canary_prometheus_never_scraped_is_inconclusive_never_success(drill):
+    verdict = drill.after_load["unscraped"]
+    assert verdict.phase == argo.INCONCLUSIVE and all(v == [] for v in verdict.values.values()), verdict
 
 
 def test_probes_and_scrapes_do_not_count_as_canary_traffic(drill):
