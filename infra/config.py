@@ -238,6 +238,17 @@ class MonitoringConfig(_Model):
         return self
 
 
+class ReviewConfig(_Model):
+    """The pull-request preview pipeline (infra/components/review.py); one stack's CI runs it."""
+
+    enabled: bool = Field(False, description="preview every pull request and post the diff (needs cicd and githubToken)")
+    githubApiUrl: str = Field("https://api.github.com", pattern=r"^https://[^\s/]+(/[^\s]*)?$",
+                              description="GitHub REST API base URL (GitHub Enterprise: https://<host>/api/v3)")
+    statusContext: str = Field("rag-platform/preview", min_length=1, max_length=100,
+                               description="the commit status context the pipeline sets on the head commit")
+    allowForks: bool = Field(False, description="also preview pull requests from forks (runs their code in the cluster)")
+
+
 class GpuPool(_Model):
     name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     instanceTypes: list[str] = Field(min_length=1)
@@ -301,6 +312,7 @@ class StackConfig(_Model):
     monitoring: MonitoringConfig = Field(
         MonitoringConfig(), description="the Prometheus the canary analysis queries: mode install or existing")
     cicd: CicdConfig
+    review: ReviewConfig = ReviewConfig()
     gpu: GpuConfig = GpuConfig()
     generator: ExternalGeneratorConfig | None = Field(
         None, description="external OpenAI-compatible generator (needs llmApiKey); null: extractive or the GPU model server")
@@ -308,6 +320,8 @@ class StackConfig(_Model):
     llmApiKey: SecretStr | None = Field(None, description="API key for the external `generator`; unused with the in-cluster model server")
     registryDockerConfig: SecretStr | None = Field(
         None, description="docker config.json for kaniko pushes (with cicd.registryAuth.method: dockerConfig)")
+    githubToken: SecretStr | None = Field(
+        None, description="GitHub token the pull-request pipeline comments and sets statuses with (review.enabled)")
 
     @model_validator(mode="after")
     def _cross_checks(self) -> StackConfig:
@@ -325,6 +339,9 @@ class StackConfig(_Model):
         if self.generator is not None and self.llmApiKey is None:
             raise ValueError("generator: an external endpoint needs its key; "
                              "run `pulumi config set --secret llmApiKey <key>`")
+        if self.review.enabled and not (self.cicd.enabled and self.githubToken is not None):
+            raise ValueError("review.enabled needs cicd.enabled (Tekton) and the GitHub token: "
+                             "run `pulumi config set --secret githubToken <token>`")
         if self.kubernetes.renderYamlToDirectory and self.gpu.enabled:
             raise ValueError("renderYamlToDirectory is for laptop stacks; GPU pools need a real cluster")
         return self
@@ -418,7 +435,7 @@ def parse_stack_config(stack: str, raw: Mapping[str, str], secret_keys: set[str]
     if problems:
         raise ConfigError(f"{stack_file(stack)}: the release path is incomplete ({len(problems)} problem(s))\n"
                           + "\n".join(problems))
-    for secret_field in ("llmApiKey", "registryDockerConfig"):
+    for secret_field in ("llmApiKey", "registryDockerConfig", "githubToken"):
         full = f"{PROJECT}:{secret_field}"
         if full in raw and full not in secret_keys:
             raise ConfigError(
@@ -485,8 +502,7 @@ def release_path_problems(stack: str, cfg: StackConfig) -> list[str]:
 
 def load_stack_config() -> StackConfig:
     """Read the running program's config (as the CLI passed it) into a `StackConfig`."""
-    from pulumi.runtime import config as runtime_config
+    from infra.sdk_adapter import stack_config
 
-    raw = dict(runtime_config.CONFIG.get())
-    secret_keys = {k for k in raw if runtime_config.is_config_secret(k)}
+    raw, secret_keys = stack_config()
     return parse_stack_config(pulumi.get_stack(), raw, secret_keys)

@@ -15,6 +15,7 @@ from infra.components.milvus import Milvus
 from infra.components.monitoring import Monitoring
 from infra.components.namespaces import PlatformNamespaces
 from infra.components.redis import Redis
+from infra.components.review import ReviewPipeline
 from infra.components.rollouts import ArgoRollouts
 from infra.components.secrets import PlatformSecrets
 from infra.config import StackConfig
@@ -55,6 +56,9 @@ def build_platform(cfg: StackConfig) -> dict[str, object]:
     if cfg.cicd.enabled:
         pipeline = AgentPipeline("agent-pipeline", cfg, ns, tekton=tekton, secrets=secrets.names,
                                  opts=pulumi.ResourceOptions(provider=provider, depends_on=[namespaces, secrets]))
+    if cfg.review.enabled:  # pull-request previews; their Trigger joins the release listener
+        ReviewPipeline("review", cfg, ns, tekton=tekton, webhook_secret=secrets.names.webhook,
+                       opts=pulumi.ResourceOptions(provider=provider, depends_on=[namespaces, secrets]))
 
     return {
         "environment": cfg.environment,

@@ -43,6 +43,9 @@ NVIDIA_DEVICE_PLUGIN_REPO = "https://nvidia.github.io/k8s-device-plugin"
 NVIDIA_DEVICE_PLUGIN_CHART_VERSION = "0.17.1"
 
 # Images we run ourselves.
+# Digests: none of these is pinned by digest yet; each was chosen from release notes without registry
+# access, and a guessed digest would break a deploy. Pin one as `<repo>:<tag>@sha256:<digest>` from
+# `crane digest <repo>:<tag>` where the registry is reachable (checkov's CKV_K8S_43 asks for it).
 # 7.4.10 carries the 2025/2026 Lua and client-eviction RCE fixes (CVE-2025-49844, CVE-2026-23479).
 REDIS_IMAGE = "docker.io/library/redis:7.4.10-bookworm"
 # v0.9.2 exists but is far behind upstream (v0.26.x); bumping needs a GPU smoke test of the server flags.
