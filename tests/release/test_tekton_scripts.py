@@ -197,8 +197,8 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """What fetch-source leaves: the repo's files the gate reads, and this checkout's virtualenv
     (linked, its install stamp newer than pyproject.toml, so the step's `make venv` is a no-op)."""
     ws = tmp_path_factory.mktemp("workspace")
-    for name in ("Makefile", "pyproject.toml", "README.md"):
-        shutil.copy2(REPO / name, ws / name)
+    for name in (p for p in REPO.iterdir() if p.is_file()):  # Makefile, pyproject.toml, the locks, README
+        shutil.copy2(name, ws / name.name)
     for name in ("agent", "docs", "stacks/gates"):
         shutil.copytree(REPO / name, ws / name, ignore=shutil.ignore_patterns("__pycache__", ".agent-data"))
     (ws / ".venv").symlink_to(REPO / ".venv")
