@@ -211,7 +211,8 @@ def build_rbac(cfg: StackConfig, ns: Namespaces) -> list[Manifest]:
     deployer_lbl = labels(DEPLOYER_SA, "ci-identity", env)
     listener_lbl = labels(LISTENER_SA, "ci-identity", env)
     return [
-        sa(RUNNER_SA, False), sa(BUILDER_SA, False, builder_annotations), sa(DEPLOYER_SA, True),
+        # The deploy task's podTemplate opts in to its token; the account itself defaults to none.
+        sa(RUNNER_SA, False), sa(BUILDER_SA, False, builder_annotations), sa(DEPLOYER_SA, False),
         sa(LISTENER_SA, True),
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
          "metadata": metadata("pipeline-deployer-rollout", ns.app, deployer_lbl),
