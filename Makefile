@@ -107,10 +107,12 @@ policy-check: preview
 		echo "== $$s"; $(PY) -m policies check $(PREVIEW_DIR)/$$s/manifests.yaml --config stacks/policy/$$s.json; done
 
 # Real servers the tests drive: Redis and Redis Sentinel (failover drill), Prometheus (canary drill);
-# `ip` (iproute2) builds the drill's network namespaces. Installed from Debian when missing and we may
-# (root with apt-get); otherwise the tests that need them fail with a message naming the package, never skip.
+# `ip` (iproute2) builds the failover drill's network namespaces.
+# Installed from Debian when missing and we may (root with apt-get); otherwise the tests that need
+# them fail with a message naming the package, never skip. RAG_TEST_PROMETHEUS names a Prometheus
+# binary instead (the Tekton unit-tests step copies one from the pinned image; no apt there).
 SYSTEM_PACKAGES := redis-server redis-sentinel prometheus iproute2
-SYSTEM_BINARIES := redis-server redis-sentinel prometheus ip
+SYSTEM_BINARIES := redis-server redis-sentinel ip $(if $(RAG_TEST_PROMETHEUS),,prometheus)
 system-deps:
 	@missing=""; for b in $(SYSTEM_BINARIES); do command -v $$b >/dev/null || missing="$$missing $$b"; done; \
 	if [ -n "$$missing" ]; then \

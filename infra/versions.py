@@ -77,3 +77,13 @@ PYTHON_IMAGE = "docker.io/library/python:3.11.15-bookworm"
 # CPU wheels for the CI steps: a plain `pip install torch==...` from PyPI is a multi-GB CUDA build.
 TORCH_CPU_INDEX_URL = "https://download.pytorch.org/whl/cpu"
 KUBECTL_IMAGE = "registry.k8s.io/kubectl:v1.33.3"
+
+# Monitoring (mode install): kube-prometheus-stack brings the Prometheus Operator, its CRDs
+# (monitoring.coreos.com: PodMonitor, ServiceMonitor, Prometheus) and a Prometheus.
+# 88.5.x ships operator v0.93 and Prometheus v3.14 (its values.yaml image tag).
+KUBE_PROMETHEUS_STACK_CHART = "kube-prometheus-stack"
+KUBE_PROMETHEUS_STACK_REPO = "https://prometheus-community.github.io/helm-charts"
+KUBE_PROMETHEUS_STACK_CHART_VERSION = "88.5.3"
+# The same Prometheus for the CI `unit-tests` step's canary drill: the step copies /bin/prometheus
+# out of this image (busybox-based, so it has `sh` and `cp`; the -distroless variant has neither).
+PROMETHEUS_IMAGE = "quay.io/prometheus/prometheus:v3.14.0"

@@ -21,7 +21,8 @@ from __future__ import annotations
 import pulumi
 
 from infra import versions
-from infra.components.cicd import RUNNER_UID, Tekton, step_security
+# TRIGGER_SELECTOR: the release pipeline's EventListener admits Trigger objects carrying this label.
+from infra.components.cicd import RUNNER_UID, TRIGGER_SELECTOR, Tekton, step_security
 from infra.config import StackConfig
 from infra.kube import KubeObject, Manifest, Namespaces, labels, metadata, pod_security_context
 
@@ -29,8 +30,6 @@ PIPELINE = "pull-request-preview"
 TRIGGER = "github-pull-request"
 RUNNER_SA = "review-runner"
 TOKEN_SECRET, TOKEN_KEY = "github-review-token", "token"
-# The release pipeline's EventListener admits Trigger objects carrying this label (its labelSelector).
-LISTENER_SELECTOR = {"rag-platform/listener": "github-listener"}
 ACTIONS = ("opened", "synchronize", "reopened")
 PREVIEW_DIR, BASE_PREVIEW_DIR = "build/preview", "build/preview-base"
 
@@ -298,7 +297,7 @@ def build_triggers(cfg: StackConfig, ns: Namespaces, webhook_secret: str) -> lis
          "spec": {"params": [{"name": p} for p in ("repo-url", "repository", "pr-number", "base-sha", "head-sha")],
                   "resourcetemplates": [run]}},
         {"apiVersion": "triggers.tekton.dev/v1beta1", "kind": "Trigger",
-         "metadata": metadata(TRIGGER, ns.ci, lbl | LISTENER_SELECTOR),
+         "metadata": metadata(TRIGGER, ns.ci, lbl | TRIGGER_SELECTOR),
          "spec": {
              "interceptors": [
                  {"ref": {"name": "github", "kind": "ClusterInterceptor"},

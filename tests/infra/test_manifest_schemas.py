@@ -2,7 +2,7 @@
 
 The schemas are the strict JSON schemas kubernetes-validate ships for each Kubernetes release: unknown
 fields and wrong types fail. The release is the one infra/versions.py pins kubectl to (the cluster's).
-Custom resources (Argo Rollouts, Tekton, Karpenter) have no schema in that package: their kinds are
+Custom resources (Argo Rollouts, Tekton, Karpenter, Prometheus Operator) have no schema in that package: their kinds are
 listed below, so a new kind cannot slip through unvalidated, and the Rollout's pod template, the part
 that matters most, is validated as a core PodTemplate.
 """
@@ -26,6 +26,8 @@ NO_SCHEMA_SHIPPED = {
     ("triggers.tekton.dev/v1beta1", "EventListener"), ("triggers.tekton.dev/v1beta1", "TriggerBinding"),
     ("triggers.tekton.dev/v1beta1", "TriggerTemplate"), ("triggers.tekton.dev/v1beta1", "Trigger"),
     ("karpenter.sh/v1", "NodePool"), ("karpenter.k8s.aws/v1", "EC2NodeClass"),
+    # kube-prometheus-stack's CRD (or an existing operator's); fields pinned in test_release_path.py.
+    ("monitoring.coreos.com/v1", "PodMonitor"),
 }
 
 
