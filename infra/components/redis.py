@@ -386,8 +386,9 @@ def _statefulset(name: str, ns: str, lbl: dict, sel: dict, service: str, replica
         "metadata": metadata(name, ns, lbl, annotations={"checkov.io/skip1": CPU_LIMIT_SKIP,
                                                          **versions.image_ref(versions.REDIS_IMAGE)[2]}),
         "spec": {"serviceName": service, "replicas": replicas, "selector": {"matchLabels": sel},
-                 # Parallel: a data pod's readiness means "replicating", which needs its peers running.
-                 "podManagementPolicy": "Parallel",
+                 # Parallel where there are peers: a data pod's readiness means "replicating", which needs
+                 # its peers running. A single pod keeps the default (the field is immutable: no replacement).
+                 "podManagementPolicy": "Parallel" if replicas > 1 else "OrderedReady",
                  "template": {"metadata": {"labels": lbl}, "spec": pod_spec},
                  "volumeClaimTemplates": [pvc]},
     }
