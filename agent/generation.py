@@ -25,7 +25,7 @@ import numpy as np
 import httpx
 
 from agent.embeddings import Encoder
-from agent.stores.vectors import Hit
+from agent.types import Hit
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,8 @@ import anyio
 from agent.chunking import chunk_text, with_title
 from agent.embeddings import Encoder
 from agent.observability import Metrics
-from agent.stores.vectors import ChunkRow, Hit, VectorStore, VectorStoreUnavailable
+from agent.stores.vectors import ChunkRow, VectorStore, VectorStoreUnavailable
+from agent.types import Hit
 
 log = logging.getLogger(__name__)
 

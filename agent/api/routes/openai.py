@@ -27,7 +27,7 @@ from agent.api.models import (
 )
 from agent.generation import GenerationOptions
 from agent.perception import Intent
-from agent.stores.sessions import Message
+from agent.types import Message
 
 router = APIRouter(tags=["openai"], dependencies=[Depends(require_caller)])
 
