@@ -1,4 +1,9 @@
-"""What routes depend on: the app's resources (built in the lifespan), the caller, and limits."""
+"""What routes depend on: one narrow `Annotated` dependency per resource, the caller, and limits.
+
+The lifespan builds one `Resources` per app and keeps it in `app.state.resources`; routes never
+take the whole bag. Each declares exactly what it touches (`RetrieverDep`, `SessionsDep`, ...),
+so a reader, and static call-following, can see which dependency a route can fail on.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import hashlib
 import hmac
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -27,7 +32,7 @@ RATE_LIMIT_STATE = "rate_limit"
 
 @dataclass
 class Resources:
-    """Everything a request may need, created once per app in the lifespan."""
+    """Everything the app created in its lifespan (routes take single fields through the deps below)."""
 
     settings: Settings
     metrics: Metrics
@@ -41,15 +46,67 @@ class Resources:
     api_keys: list[bytes]
 
 
+def _resources(request: Request) -> Resources:
+    return request.app.state.resources
+
+
+def get_settings(request: Request) -> Settings:
+    return _resources(request).settings
+
+
+def get_metrics(request: Request) -> Metrics:
+    return _resources(request).metrics
+
+
+def get_encoder(request: Request) -> Encoder:
+    return _resources(request).encoder
+
+
+def get_retriever(request: Request) -> Retriever:
+    return _resources(request).retriever
+
+
+def get_redis(request: Request) -> RedisHandle:
+    return _resources(request).redis
+
+
+def get_sessions(request: Request) -> SessionStore:
+    return _resources(request).sessions
+
+
+def get_limiter(request: Request) -> RateLimiter:
+    return _resources(request).limiter
+
+
+def get_tools(request: Request) -> ToolRegistry:
+    return _resources(request).tools
+
+
+def get_executor(request: Request) -> Executor:
+    return _resources(request).executor
+
+
+def get_api_keys(request: Request) -> list[bytes]:
+    return _resources(request).api_keys
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+EncoderDep = Annotated[Encoder, Depends(get_encoder)]
+RetrieverDep = Annotated[Retriever, Depends(get_retriever)]
+RedisDep = Annotated[RedisHandle, Depends(get_redis)]
+SessionsDep = Annotated[SessionStore, Depends(get_sessions)]
+LimiterDep = Annotated[RateLimiter, Depends(get_limiter)]
+ToolsDep = Annotated[ToolRegistry, Depends(get_tools)]
+ExecutorDep = Annotated[Executor, Depends(get_executor)]
+ApiKeysDep = Annotated[list[bytes], Depends(get_api_keys)]
+
+
 @dataclass(frozen=True)
 class Caller:
     """Who is calling: a short hash of their key (never the key itself) or 'anonymous'."""
 
     id: str
-
-
-def get_resources(request: Request) -> Resources:
-    return request.app.state.resources
 
 
 def _authenticate(request: Request, keys: list[bytes]) -> Caller:
@@ -67,25 +124,28 @@ def _authenticate(request: Request, keys: list[bytes]) -> Caller:
     return Caller(hashlib.sha256(presented).hexdigest()[:16])
 
 
-async def require_caller(request: Request, res: Resources = Depends(get_resources)) -> Caller:
+async def require_caller(request: Request, keys: ApiKeysDep, limiter: LimiterDep, metrics: MetricsDep) -> Caller:
     """Bearer auth, then the per-caller rate limit (Redis-backed, shared by every replica)."""
-    caller = _authenticate(request, res.api_keys)
+    caller = _authenticate(request, keys)
     try:
-        decision = await res.limiter.hit(caller.id)
+        decision = await limiter.hit(caller.id)
     except SessionStoreUnavailable as exc:
         # Fail open: an outage of the limiter's store must not take retrieval down with it.
-        res.metrics.dependency_errors.labels("redis").inc()
+        metrics.dependency_errors.labels("redis").inc()
         log.warning("rate limiter unavailable, request allowed", extra={"error": str(exc)})
         return caller
     if decision.limit:
         # RateLimitHeadersMiddleware reports it on this request's response, whatever it turns out to be.
         setattr(request.state, RATE_LIMIT_STATE, decision)
     if not decision.allowed:
-        res.metrics.rate_limited.inc()
+        metrics.rate_limited.inc()
         raise HTTPException(429, f"rate limit of {decision.limit} requests per minute exceeded; "
                                  f"retry in {decision.retry_after}s",
                             headers={"Retry-After": str(decision.retry_after)})
     return caller
+
+
+CallerDep = Annotated[Caller, Depends(require_caller)]
 
 
 def enforce_limit(value: Any, limit: int, loc: tuple[str, ...], what: str = "characters") -> None:

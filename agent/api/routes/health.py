@@ -6,12 +6,13 @@ import asyncio
 import time
 
 import anyio
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from agent.api.deps import Resources, get_resources
+from agent.api.deps import EncoderDep, MetricsDep, RedisDep, RetrieverDep, SessionsDep
 from agent.api.models import Check, HealthResponse, ReadyResponse
-from agent.stores.sessions import SessionStoreUnavailable
+from agent.retrieval import Retriever
+from agent.stores.sessions import RedisHandle, SessionStore, SessionStoreUnavailable
 
 router = APIRouter(tags=["operations"])
 
@@ -21,18 +22,18 @@ async def healthz() -> HealthResponse:
     return HealthResponse(status="ok")
 
 
-async def _check_redis(res: Resources) -> Check:
+async def _check_redis(sessions: SessionStore, redis: RedisHandle) -> Check:
     try:
         start = time.perf_counter()
-        await asyncio.wait_for(res.sessions.ping(), timeout=2)
-        return Check(ok=True, detail={"target": res.redis.description,
+        await asyncio.wait_for(sessions.ping(), timeout=2)
+        return Check(ok=True, detail={"target": redis.description,
                                       "latency_ms": round((time.perf_counter() - start) * 1000, 2)})
     except (SessionStoreUnavailable, TimeoutError) as exc:
-        return Check(ok=False, detail={"target": res.redis.description, "error": str(exc) or "timeout"})
+        return Check(ok=False, detail={"target": redis.description, "error": str(exc) or "timeout"})
 
 
-async def _check_milvus(res: Resources) -> Check:
-    store = res.retriever.store
+async def _check_milvus(retriever: Retriever) -> Check:
+    store = retriever.store
     if store is None:
         return Check(ok=False, detail={"error": "not connected yet (retrying in the background)"})
     try:
@@ -45,18 +46,19 @@ async def _check_milvus(res: Resources) -> Check:
 
 @router.get("/readyz", response_model=ReadyResponse, summary="Redis, Milvus and the model all answer",
             responses={503: {"model": ReadyResponse}})
-async def readyz(response: Response, res: Resources = Depends(get_resources)) -> ReadyResponse:
-    redis_check, milvus_check = await asyncio.gather(_check_redis(res), _check_milvus(res))
-    model_check = Check(ok=True, detail={"device": str(res.encoder.device), "dim": res.encoder.dim,
-                                         "path": str(res.encoder.model_path)})
+async def readyz(response: Response, sessions: SessionsDep, redis: RedisDep, retriever: RetrieverDep,
+                 encoder: EncoderDep, metrics: MetricsDep) -> ReadyResponse:
+    redis_check, milvus_check = await asyncio.gather(_check_redis(sessions, redis), _check_milvus(retriever))
+    model_check = Check(ok=True, detail={"device": str(encoder.device), "dim": encoder.dim,
+                                         "path": str(encoder.model_path)})
     checks = {"redis": redis_check, "milvus": milvus_check, "model": model_check}
     ready = all(c.ok for c in checks.values())
-    res.metrics.ready.set(1 if ready else 0)
+    metrics.ready.set(1 if ready else 0)
     if not ready:
         response.status_code = 503
     return ReadyResponse(status="ready" if ready else "not_ready", checks=checks)
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-async def metrics(res: Resources = Depends(get_resources)) -> Response:
-    return Response(generate_latest(res.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+async def metrics(registry: MetricsDep) -> Response:
+    return Response(generate_latest(registry.registry), media_type=CONTENT_TYPE_LATEST)

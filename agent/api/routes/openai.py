@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 
-from agent.api.deps import Resources, enforce_limit, get_resources, require_caller
+from agent.api.deps import ExecutorDep, SettingsDep, enforce_limit, require_caller
 from agent.api.models import (
     ChatCompletionRequest,
     ChatCompletionResponse,
@@ -33,18 +33,18 @@ router = APIRouter(tags=["openai"], dependencies=[Depends(require_caller)])
 
 
 @router.post("/v1/chat/completions", response_model=ChatCompletionResponse, summary="OpenAI-compatible chat")
-async def chat_completions(body: ChatCompletionRequest, res: Resources = Depends(get_resources)):
+async def chat_completions(body: ChatCompletionRequest, settings: SettingsDep, executor: ExecutorDep):
     users = [i for i, m in enumerate(body.messages) if m.role == "user"]
     if not users:
         raise RequestValidationError([{"loc": ("body", "messages"), "type": "value_error",
                                        "msg": "messages must contain at least one user message"}])
     last = users[-1]
     question = body.messages[last].text()
-    enforce_limit(question, res.settings.max_message_chars, ("body", "messages", str(last), "content"))
+    enforce_limit(question, settings.max_message_chars, ("body", "messages", str(last), "content"))
     history = [Message(m.role, m.text(), intent=Intent.QUESTION.value if m.role == "user" else None)
                for m in body.messages[:last] if m.role in ("user", "assistant")]
     options = GenerationOptions(temperature=body.temperature, max_tokens=body.max_tokens)
-    _, outcome = await res.executor.respond(question, history, options)
+    _, outcome = await executor.respond(question, history, options)
 
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
