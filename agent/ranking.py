@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import TypeVar
+
+from agent.types import Hit
 
 RRF_K = 60  # the constant of Cormack et al. (2009), Milvus's RRFRanker default
 DEFAULT_PHRASE_MIN_COVERAGE = 0.8
@@ -72,3 +75,48 @@ def phrase_rerank(query: str, fused: Sequence[T], score: Callable[[T], float], t
         boosted[i] = (item, s + 1.0 / (k + rank))
     # A stable sort keeps the fused order among equal scores.
     return sorted(boosted, key=lambda pair: -pair[1])
+
+
+def rrf(lists: Sequence[Sequence[T]], key: Callable[[T], str], k: int = RRF_K,
+        weights: Sequence[float] | None = None) -> list[tuple[T, float]]:
+    """Reciprocal rank fusion: each list adds weight / (k + rank) to an item; best first.
+
+    An item keeps its first appearance (lists earlier in `lists` win); ties keep that order too.
+    """
+    scores: dict[str, float] = {}
+    first: dict[str, T] = {}
+    for i, ranked in enumerate(lists):
+        w = 1.0 if weights is None else weights[i]
+        for rank, item in enumerate(ranked, start=1):
+            name = key(item)
+            first.setdefault(name, item)
+            scores[name] = scores.get(name, 0.0) + w / (k + rank)
+    return sorted(((first[n], s) for n, s in scores.items()), key=lambda pair: -pair[1])
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """How the Retriever turns the store's dense and BM25 candidates into its top k.
+
+    Chunk lists are fused by RRF; the phrase signal then re-ranks the fused pool.
+    """
+
+    rrf_k: int = RRF_K
+    phrase_min_coverage: float = DEFAULT_PHRASE_MIN_COVERAGE
+
+    @staticmethod
+    def candidates(top_k: int) -> int:
+        """How many chunks to ask each search for."""
+        return max(top_k * 4, 20)
+
+    def rank(self, query: str, dense: Sequence[Hit], bm25: Sequence[Hit], top_k: int) -> list[Hit]:
+        fused = rrf([dense, bm25], key=lambda h: h.chunk_id, k=self.rrf_k)
+        pool = fused[:max(top_k * 2, 20)]  # what the phrase signal may reorder
+        ranked = phrase_rerank(query, [hit for hit, _ in pool], score=_score_of(pool), text=lambda h: h.text,
+                               min_coverage=self.phrase_min_coverage, k=self.rrf_k)
+        return [replace(hit, score=score) for hit, score in ranked[:top_k]]
+
+
+def _score_of(pool: Sequence[tuple[Hit, float]]) -> Callable[[Hit], float]:
+    by_id = {hit.chunk_id: s for hit, s in pool}
+    return lambda hit: by_id[hit.chunk_id]

@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
+import numpy as np
 
-from agent.chunking import chunk_text, with_title
+from agent.chunking import Chunker
 from agent.embeddings import Encoder
 from agent.observability import Metrics
+from agent.ranking import Ranking
 from agent.stores.vectors import ChunkRow, VectorStore, VectorStoreUnavailable
 from agent.types import Hit
 
@@ -26,7 +28,7 @@ class SourceDocument:
     id: str
     text: str
     metadata: dict[str, Any]
-    title: str | None = None  # the contextual header of every chunk (agent.chunking.with_title)
+    title: str | None = None  # the contextual header of every chunk (agent.chunking.Chunker)
 
 
 @dataclass
@@ -36,21 +38,42 @@ class IngestResult:
     replaced_chunks: int
 
 
+def hybrid_rank(store: VectorStore, ranking: Ranking, query: str, vector: np.ndarray, top_k: int) -> list[Hit]:
+    """Blocking: the store's dense and BM25 candidates for one query, ranked by `ranking`."""
+    depth = ranking.candidates(top_k)
+    return ranking.rank(query, store.search_dense(vector, depth), store.search_bm25(query, depth), top_k)
+
+
 class Retriever:
-    def __init__(self, encoder: Encoder, store: VectorStore | None, metrics: Metrics,
-                 chunk_size: int, chunk_overlap: int) -> None:
+    """Ingestion (chunk, embed, store) and hybrid search (two store searches, fused and re-ranked here).
+
+    Ranking lives here rather than in the store so it is one piece of plain Python whatever holds
+    the chunks (Milvus Lite or a server), testable without Milvus, and changed in one place.
+    """
+
+    def __init__(self, encoder: Encoder, store: VectorStore | None, metrics: Metrics, chunker: Chunker,
+                 ranking: Ranking | None = None) -> None:
         self.encoder = encoder
         self.store = store
         self.metrics = metrics
-        self.chunk_size = chunk_size
-        self.chunk_overlap = chunk_overlap
+        self.chunker = chunker
+        self.ranking = ranking or Ranking()
 
-    async def _call(self, fn_name: str, *args: Any) -> Any:
-        """Run a blocking VectorStore method in a thread; any Milvus failure becomes unavailable."""
+    def rank(self, query: str, vector: np.ndarray, top_k: int, ranking: Ranking | None = None) -> list[Hit]:
+        """Blocking: the store's dense and BM25 candidates, fused and re-ranked (agent/ranking.py).
+
+        `ranking` overrides the retriever's settings for this call (benchmarks compare variants)."""
         if self.store is None:
             raise VectorStoreUnavailable("the vector store (Milvus) is not connected yet")
+        return hybrid_rank(self.store, ranking or self.ranking, query, vector, top_k)
+
+    async def _call(self, fn_name: str, *args: Any) -> Any:
+        """Run a blocking method (ours or the VectorStore's) in a thread; any Milvus failure becomes unavailable."""
+        if self.store is None:
+            raise VectorStoreUnavailable("the vector store (Milvus) is not connected yet")
+        target = self if fn_name == "rank" else self.store
         try:
-            return await anyio.to_thread.run_sync(getattr(self.store, fn_name), *args)
+            return await anyio.to_thread.run_sync(getattr(target, fn_name), *args)
         except VectorStoreUnavailable:
             raise
         except Exception as exc:
@@ -73,7 +96,7 @@ class Retriever:
         if vector is None:
             vector = (await self.embed([query]))[0]
         with self.metrics.retrieval_duration.time():
-            return await self._call("hybrid_search", query, vector, top_k)
+            return await self._call("rank", query, vector, top_k)
 
     async def ingest(self, documents: list[SourceDocument]) -> IngestResult:
         """Documents -> chunks in the store; re-ingesting an id replaces its chunks."""
@@ -81,8 +104,8 @@ class Retriever:
             rows: list[ChunkRow] = []
             texts: list[str] = []
             for doc in documents:
-                for chunk in chunk_text(doc.text, self.chunk_size, self.chunk_overlap):
-                    text = with_title(doc.title, chunk.text)
+                for chunk in self.chunker.split(doc.text, doc.title):
+                    text = chunk.text
                     rows.append(ChunkRow(doc.id, f"{doc.id}#{chunk.index}", text, None, doc.metadata))  # type: ignore[arg-type]
                     texts.append(text)
             vectors = await self.embed(texts)

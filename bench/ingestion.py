@@ -12,9 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from agent.chunking import chunk_text
 from agent.eval.client import in_process_client
-from bench.common import Result, RunContext, agent_chunking, log, progress, rss_mb
+from bench.common import Result, RunContext, agent_chunker, log, progress, rss_mb
 
 BATCH_DOCS = 16
 
@@ -39,7 +38,8 @@ def run(ctx: RunContext) -> Result:
             api_s = time.perf_counter() - start
 
     # Baseline: the same chunks through the encoder alone (what ingestion costs at the very least).
-    texts = [c.text for d in docs for c in chunk_text(d.text, *agent_chunking())]
+    chunker = agent_chunker(ctx.encoder)
+    texts = [c.text for d in docs for c in chunker.split(d.text)]
     encoder = ctx.encoder
     start = time.perf_counter()
     encoder.encode(texts)

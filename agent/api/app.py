@@ -30,6 +30,8 @@ from agent.generation import ExtractiveGenerator, Generator, OpenAIGenerator, Su
 from agent.observability import Metrics, configure_logging
 from agent.plugins import Tool
 from agent.plugins.builtins import builtin_registry
+from agent.chunking import Chunker
+from agent.ranking import Ranking
 from agent.retrieval import Retriever
 from agent.stores.sessions import RateLimiter, SessionStore, connect_redis
 from agent.stores.vectors import VectorStore
@@ -57,7 +59,9 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
             enc = encoder or await anyio.to_thread.run_sync(
                 lambda: Encoder.load(settings.embedding_model_path, settings.embedding_device,
                                      settings.embedding_batch_size))
-            retriever = Retriever(enc, None, metrics, settings.chunk_size_chars, settings.chunk_overlap_chars)
+            retriever = Retriever(enc, None, metrics,
+                                  Chunker.for_encoder(enc, settings.chunk_size_tokens, settings.chunk_overlap_tokens),
+                                  Ranking(phrase_min_coverage=settings.phrase_min_coverage))
             stack.push_async_callback(_close_store, retriever)
             redis = connect_redis(settings)
             stack.push_async_callback(redis.close)
@@ -126,12 +130,10 @@ async def _connect_milvus(settings: Settings, retriever: Retriever, dim: int) ->
         try:
             if settings.milvus_uri:
                 store = await anyio.to_thread.run_sync(lambda: VectorStore(
-                    settings.milvus_uri, settings.milvus_collection, dim, settings.secret("milvus_token"),
-                    phrase_min_coverage=settings.phrase_min_coverage))
+                    settings.milvus_uri, settings.milvus_collection, dim, settings.secret("milvus_token")))
             else:
                 store = await anyio.to_thread.run_sync(lambda: VectorStore.lite(
-                    settings.data_dir, settings.milvus_collection, dim,
-                    phrase_min_coverage=settings.phrase_min_coverage))
+                    settings.data_dir, settings.milvus_collection, dim))
             retriever.store = store
             return
         except Exception as exc:  # keep serving; /readyz reports not ready until this succeeds

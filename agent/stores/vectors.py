@@ -1,10 +1,9 @@
-"""Chunks and their vectors in Milvus, searched by dense + BM25 hybrid retrieval.
+"""Chunks and their vectors in Milvus, searched densely and by BM25.
 
 One collection holds, per chunk: the text (with Milvus's analyzer on, so a BM25 function fills a
-sparse vector at insert time), the dense embedding, the document id and the metadata. A query
-runs two searches, dense cosine and BM25 full text, fused by reciprocal rank in Milvus; the fused
-candidates then get the phrase-match signal (agent/ranking.py), which neither search sees. It is
-the same code against Milvus Lite (a local file, the default) and a Milvus server (the cluster).
+sparse vector at insert time), the dense embedding, the document id and the metadata. Reads are
+two plain searches, dense cosine and BM25 full text; the Retriever (agent/retrieval.py) fuses and
+re-ranks them (agent/ranking.py), so ranking does not depend on the store. It is the same code against Milvus Lite (a local file, the default) and a Milvus server (the cluster).
 
 The pymilvus client is synchronous: callers in async code run these methods in a thread
 (`anyio.to_thread.run_sync`) so the event loop never blocks on Milvus.
@@ -16,13 +15,12 @@ import json
 import logging
 import threading
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from agent.ranking import DEFAULT_PHRASE_MIN_COVERAGE, RRF_K, phrase_rerank
 from agent.types import Hit
 
 log = logging.getLogger(__name__)
@@ -56,14 +54,12 @@ def primary_key(item: dict[str, Any]) -> str:
 class VectorStore:
     """Hybrid-searchable chunk store on Milvus (Lite file or server)."""
 
-    def __init__(self, uri: str, collection: str, dim: int, token: str | None = None,
-                 phrase_min_coverage: float = DEFAULT_PHRASE_MIN_COVERAGE) -> None:
+    def __init__(self, uri: str, collection: str, dim: int, token: str | None = None) -> None:
         from pymilvus import MilvusClient
 
         self.uri = uri
         self.collection = collection
         self.dim = dim
-        self.phrase_min_coverage = phrase_min_coverage
         self.is_lite = not uri.startswith(("http://", "https://", "tcp://", "unix:"))
         kwargs: dict[str, Any] = {"uri": uri}
         if token:
@@ -74,10 +70,9 @@ class VectorStore:
         self._ensure_collection()
 
     @classmethod
-    def lite(cls, data_dir: Path, collection: str, dim: int,
-             phrase_min_coverage: float = DEFAULT_PHRASE_MIN_COVERAGE) -> VectorStore:
+    def lite(cls, data_dir: Path, collection: str, dim: int) -> VectorStore:
         data_dir.mkdir(parents=True, exist_ok=True)
-        return cls(str(data_dir / "milvus.db"), collection, dim, phrase_min_coverage=phrase_min_coverage)
+        return cls(str(data_dir / "milvus.db"), collection, dim)
 
     def _guard(self):
         return self._lock if self._lock is not None else nullcontext()
@@ -143,32 +138,25 @@ class VectorStore:
         return len(existing)
 
     # ------------------------------------------------------------------ reads
-    def hybrid_search(self, query: str, vector: np.ndarray, top_k: int,
-                      phrase_min_coverage: float | None = None) -> list[Hit]:
-        """Dense + BM25 fused by RRF in Milvus, then the phrase signal over the fused pool.
+    # Two plain searches; fusing them (and any re-ranking) is the Retriever's job (agent/retrieval.py),
+    # so the ranking is the same whichever store holds the chunks.
+    def search_dense(self, vector: np.ndarray, limit: int) -> list[Hit]:
+        """Chunks by cosine similarity to `vector` (ANN index), best first; `score` is the cosine."""
+        return self._search([vector.tolist()], "dense", "COSINE", limit)
 
-        `phrase_min_coverage` overrides the store's setting for this query (0 turns it off).
-        """
-        from pymilvus import AnnSearchRequest, RRFRanker
+    def search_bm25(self, query: str, limit: int) -> list[Hit]:
+        """Chunks by BM25 over their analysed text (Milvus full-text search), best first."""
+        return self._search([query], "sparse", "BM25", limit)
 
-        candidates = max(top_k * 4, 20)  # per list
-        pool = max(top_k * 2, 20)  # fused chunks the phrase signal may reorder
-        dense = AnnSearchRequest(data=[vector.tolist()], anns_field="dense",
-                                 param={"metric_type": "COSINE"}, limit=candidates)
-        sparse = AnnSearchRequest(data=[query], anns_field="sparse",
-                                  param={"metric_type": "BM25"}, limit=candidates)
+    def _search(self, data: list, field: str, metric: str, limit: int) -> list[Hit]:
         with self._guard():
-            result = self.client.hybrid_search(
-                self.collection, reqs=[dense, sparse], ranker=RRFRanker(RRF_K), limit=pool,
-                output_fields=["document_id", "text", "metadata"])
-        fused = [Hit(document_id=item["entity"]["document_id"], chunk_id=primary_key(item),
-                     score=float(item["distance"]), text=item["entity"]["text"],
-                     metadata=item["entity"].get("metadata") or {})
-                 for item in (result[0] if result else [])]
-        ranked = phrase_rerank(query, fused, score=lambda h: h.score, text=lambda h: h.text,
-                               min_coverage=self.phrase_min_coverage if phrase_min_coverage is None
-                               else phrase_min_coverage, k=RRF_K)
-        return [replace(hit, score=score) for hit, score in ranked[:top_k]]
+            result = self.client.search(self.collection, data=data, anns_field=field,
+                                        search_params={"metric_type": metric}, limit=limit,
+                                        output_fields=["document_id", "text", "metadata"])
+        return [Hit(document_id=item["entity"]["document_id"], chunk_id=primary_key(item),
+                    score=float(item["distance"]), text=item["entity"]["text"],
+                    metadata=item["entity"].get("metadata") or {})
+                for item in (result[0] if result else [])]
 
     def count_chunks(self) -> int:
         with self._guard():

@@ -1,5 +1,5 @@
-"""Rank fusion's phrase signal: the coverage function against a plain LCS, the re-rank on its own,
-and the store's hybrid search on a real Milvus Lite collection."""
+"""Rank fusion and the phrase signal: the coverage function against a plain LCS, RRF and the re-rank on
+their own, and the Retriever's ranking over a real Milvus Lite collection."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 
 from agent.embeddings import Encoder
-from agent.ranking import RRF_K, ordered_coverage, phrase_rerank, words
+from agent.chunking import Chunker
+from agent.observability import Metrics
+from agent.ranking import RRF_K, Ranking, ordered_coverage, phrase_rerank, rrf, words
+from agent.retrieval import Retriever
 from agent.stores.vectors import ChunkRow, VectorStore
 
 
@@ -73,24 +76,37 @@ def test_phrase_rerank_orders_several_matches_by_coverage() -> None:
                       ("none", 0.0)]
 
 
-def test_hybrid_search_ranks_the_chunk_with_the_words_in_order_first(tmp_path: Path, encoder: Encoder) -> None:
+def test_retriever_ranks_the_chunk_with_the_words_in_order_first(tmp_path: Path, encoder: Encoder) -> None:
     # The two sentences are the same bag of words: BM25 cannot tell them apart and the embeddings
     # barely can, so only word order decides, in both directions.
     texts = {"a": "the cat chased the dog across the yard", "b": "the dog chased the cat across the yard",
              "c": "milvus stores vectors", "d": "redis keeps the sessions"}
     store = VectorStore.lite(tmp_path, "ranking", encoder.dim)
+    retriever = Retriever(encoder, store, Metrics(), Chunker.for_encoder(encoder))
     try:
         vectors = encoder.encode(list(texts.values()))
         store.replace_documents([], [ChunkRow(doc, f"{doc}#0", text, vec, {})
                                      for (doc, text), vec in zip(texts.items(), vectors, strict=True)])
-        plain_tops = set()
         for query, expected in (("dog chased cat", "b"), ("cat chased dog", "a")):
             vector = encoder.encode([query])[0]
-            hits = store.hybrid_search(query, vector, 2)
+            hits = retriever.rank(query, vector, 2)
             assert hits[0].document_id == expected, query
             assert hits[0].score > hits[1].score
-            plain_tops.add(store.hybrid_search(query, vector, 2, phrase_min_coverage=0)[0].document_id)
-        assert len(plain_tops) == 1  # RRF alone answers both questions with the same chunk
+            plain = retriever.rank(query, vector, 2, Ranking(phrase_min_coverage=0))
+            # Without the signal, BM25 ties the two and only dense's slim margin orders them.
+            assert {h.document_id for h in plain} == {"a", "b"}
+            assert hits[0].score == pytest.approx(dict((h.document_id, h.score) for h in plain)[expected]
+                                                  + 1 / (RRF_K + 1))
     finally:
         store.close()
 
+
+
+def test_rrf_sums_reciprocal_ranks_and_keeps_first_seen_order_on_ties() -> None:
+    fused = rrf([["a", "b", "c"], ["b", "d"]], key=str, k=60)
+    assert [x for x, _ in fused] == ["b", "a", "d", "c"]
+    assert dict(fused)["b"] == pytest.approx(1 / 62 + 1 / 61)
+    assert dict(fused)["a"] == pytest.approx(1 / 61)
+    assert [x for x, _ in rrf([["a"], ["b"]], key=str)] == ["a", "b"]  # a tie: the first list's item first
+    weighted = rrf([["a"], ["b"]], key=str, weights=[1.0, 2.0])
+    assert [x for x, _ in weighted] == ["b", "a"]
