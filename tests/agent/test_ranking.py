@@ -91,12 +91,12 @@ def test_retriever_ranks_the_chunk_with_the_words_in_order_first(tmp_path: Path,
             vector = encoder.encode([query])[0]
             hits = retriever.rank(query, vector, 2)
             assert hits[0].document_id == expected, query
-            assert hits[0].score > hits[1].score
             plain = retriever.rank(query, vector, 2, Ranking(phrase_min_coverage=0))
-            # Without the signal, BM25 ties the two and only dense's slim margin orders them.
+            # RRF alone barely separates them (BM25 ties the two, dense's margin is slim); the
+            # phrase signal adds a whole rank's worth to the in-order chunk.
             assert {h.document_id for h in plain} == {"a", "b"}
-            assert hits[0].score == pytest.approx(dict((h.document_id, h.score) for h in plain)[expected]
-                                                  + 1 / (RRF_K + 1))
+            assert plain[0].score - plain[1].score < 0.001
+            assert hits[0].score - hits[1].score > 1 / (RRF_K + 1) - 0.001
     finally:
         store.close()
 
