@@ -22,6 +22,11 @@ from tokenizers import Tokenizer
 
 SPECIAL_TOKENS = 2  # [CLS] and [SEP], which the encoder adds to every text
 MIN_TEXT_TOKENS = 32  # a chunk keeps at least this much room for text, however long the title
+# Characters per chunk text, whatever its tokens: BERT reads a "word" over 100 characters as one
+# [UNK], so 254 tokens of base64 or minified data can be megabytes (the store's field holds 8192).
+MAX_CHUNK_CHARS = 4096
+MAX_TITLE_CHARS = 512
+_SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(`])|\n+")
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,14 @@ def normalise_text(text: str) -> str:
     text = re.sub(r"[ \t\f\v]+", " ", text)
     text = re.sub(r"\n{3,}", "\n\n", text)
     return text.strip()
+
+
+def split_sentences(text: str) -> list[str]:
+    """The sentences of a chunk the support scorer weighs (agent/generation.py), one per line or
+    sentence break, list markup stripped, fragments under 12 characters dropped. Ingestion encodes
+    exactly these (agent/stores/sentences.py), so the two must agree."""
+    parts = (s.strip(" -*#>\t") for s in _SENTENCE_SPLIT.split(text))
+    return [s for s in parts if len(s) >= 12]
 
 
 def with_title(title: str | None, text: str) -> str:
@@ -90,7 +103,7 @@ class Chunker:
 
     def fit_title(self, title: str | None) -> str:
         """The title as one line, cut on a token boundary to at most a quarter of the window."""
-        title = " ".join((title or "").split())
+        title = " ".join((title or "").split())[:MAX_TITLE_CHARS]
         if not title:
             return ""
         enc = self.tokenizer.encode(title, add_special_tokens=False)
@@ -115,4 +128,16 @@ class Chunker:
         capacity = max(MIN_TEXT_TOKENS, min(self.chunk_tokens, self.max_tokens - SPECIAL_TOKENS - title_tokens))
         text = normalise_text(text)
         pieces = self._splitter(capacity).chunk_indices(text) if text else []
+        if any(len(piece) > MAX_CHUNK_CHARS for _, piece in pieces):
+            pieces = [(start + offset, part) for start, piece in pieces
+                      for offset, part in self._by_chars(piece)]
         return [Chunk(i, with_title(title, piece), start) for i, (start, piece) in enumerate(pieces)]
+
+    @staticmethod
+    def _by_chars(piece: str) -> list[tuple[int, str]]:
+        """A piece few tokens but many characters long (see MAX_CHUNK_CHARS), cut by characters."""
+        from semantic_text_splitter import TextSplitter
+
+        if len(piece) <= MAX_CHUNK_CHARS:
+            return [(0, piece)]
+        return TextSplitter(MAX_CHUNK_CHARS).chunk_indices(piece)

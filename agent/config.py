@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     phrase_min_coverage: float = Field(
         DEFAULT_PHRASE_MIN_COVERAGE, ge=0, le=1, description="Share of the query's words a chunk must hold in order to join the "
         "phrase-match ranking (agent/ranking.py); 0 disables it.")
+    sentence_vectors: Literal["ingest", "request"] = Field(
+        "ingest", description="ingest: encode every chunk's sentences once, at ingestion, for the answer's support "
+        "check; request: encode the retrieved passages' sentences on every /chat (slower, less storage).")
     answer_min_score: float = Field(
         0.35, ge=-1, le=1, description="Min cosine(query, best sentence) for the passages to count as support.")
 

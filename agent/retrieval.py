@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
 import numpy as np
 
-from agent.chunking import Chunker
+from agent.chunking import Chunker, split_sentences
 from agent.embeddings import Encoder
 from agent.observability import Metrics
 from agent.ranking import Ranking
+from agent.stores.sentences import SentenceVectors
 from agent.stores.vectors import ChunkRow, VectorStore, VectorStoreUnavailable
 from agent.types import Hit
 
@@ -52,12 +54,24 @@ class Retriever:
     """
 
     def __init__(self, encoder: Encoder, store: VectorStore | None, metrics: Metrics, chunker: Chunker,
-                 ranking: Ranking | None = None) -> None:
+                 ranking: Ranking | None = None, sentence_vectors: bool = True) -> None:
+        """`sentence_vectors`: encode every chunk's sentences at ingestion and keep them for the
+        support scorer (agent/stores/sentences.py), so /chat need not encode them per request."""
         self.encoder = encoder
         self.store = store
         self.metrics = metrics
         self.chunker = chunker
         self.ranking = ranking or Ranking()
+        self.sentence_vectors = sentence_vectors
+        self._sentences: SentenceVectors | None = None
+
+    def sentences(self) -> SentenceVectors:
+        """Blocking: the sentence-vector collection beside the current store (created on first use)."""
+        if self.store is None:
+            raise VectorStoreUnavailable("the vector store (Milvus) is not connected yet")
+        if self._sentences is None or self._sentences.store is not self.store:
+            self._sentences = SentenceVectors(self.store)
+        return self._sentences
 
     def rank(self, query: str, vector: np.ndarray, top_k: int, ranking: Ranking | None = None) -> list[Hit]:
         """Blocking: the store's dense and BM25 candidates, fused and re-ranked (agent/ranking.py).
@@ -68,12 +82,17 @@ class Retriever:
         return hybrid_rank(self.store, ranking or self.ranking, query, vector, top_k)
 
     async def _call(self, fn_name: str, *args: Any) -> Any:
-        """Run a blocking method (ours or the VectorStore's) in a thread; any Milvus failure becomes unavailable."""
+        """Run a blocking VectorStore method in a thread (see `_run`)."""
         if self.store is None:
             raise VectorStoreUnavailable("the vector store (Milvus) is not connected yet")
-        target = self if fn_name == "rank" else self.store
+        return await self._run(getattr(self.store, fn_name), *args)
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run blocking Milvus work in a thread; any Milvus failure becomes unavailable."""
+        if self.store is None:
+            raise VectorStoreUnavailable("the vector store (Milvus) is not connected yet")
         try:
-            return await anyio.to_thread.run_sync(getattr(target, fn_name), *args)
+            return await anyio.to_thread.run_sync(fn, *args)
         except VectorStoreUnavailable:
             raise
         except Exception as exc:
@@ -96,10 +115,10 @@ class Retriever:
         if vector is None:
             vector = (await self.embed([query]))[0]
         with self.metrics.retrieval_duration.time():
-            return await self._call("rank", query, vector, top_k)
+            return await self._run(self.rank, query, vector, top_k)
 
     async def ingest(self, documents: list[SourceDocument]) -> IngestResult:
-        """Documents -> chunks in the store; re-ingesting an id replaces its chunks."""
+        """Documents -> chunks in the store; re-ingesting an id replaces its chunks (and sentence vectors)."""
         with self.metrics.ingestion_duration.time():
             rows: list[ChunkRow] = []
             texts: list[str] = []
@@ -108,15 +127,39 @@ class Retriever:
                     text = chunk.text
                     rows.append(ChunkRow(doc.id, f"{doc.id}#{chunk.index}", text, None, doc.metadata))  # type: ignore[arg-type]
                     texts.append(text)
-            vectors = await self.embed(texts)
-            for row, vector in zip(rows, vectors, strict=True):
+            # The support scorer's sentences, once per document, encoded in the same call as the chunks.
+            pairs = list(dict.fromkeys((row.document_id, s) for row in rows for s in split_sentences(row.text))
+                         ) if self.sentence_vectors else []
+            vectors = await self.embed(texts + [s for _, s in pairs])
+            for row, vector in zip(rows, vectors[:len(rows)], strict=True):
                 row.vector = vector
             ids = list(dict.fromkeys(d.id for d in documents))
             replaced = await self._call("replace_documents", ids, rows)
+            if self.sentence_vectors:
+                # After the chunks: a crash in between leaves sentences to encode per request, never wrong ones.
+                written = [(doc, s, v) for (doc, s), v in zip(pairs, vectors[len(rows):], strict=True)]
+                await self._run(lambda: self.sentences().replace(ids, written))
         self.metrics.ingested_chunks.inc(len(rows))
         log.info("ingested documents", extra={"documents": len(ids), "chunks": len(rows),
                                                "replaced_chunks": replaced})
         return IngestResult(len(ids), len(rows), replaced)
 
     async def delete(self, document_id: str) -> int:
-        return await self._call("delete_document", document_id)
+        deleted = await self._call("delete_document", document_id)
+        if self.sentence_vectors:
+            await self._run(lambda: self.sentences().delete(document_id))
+        return deleted
+
+    async def stored_sentence_vectors(self, passages: Sequence[Hit],
+                                      items: Sequence[tuple[int, str]]) -> list[np.ndarray | None]:
+        """The support scorer's source (agent.generation.SentenceSource): the vectors written at
+        ingestion for (passage index, sentence) pairs, None where there is none (then encoded)."""
+        if not self.sentence_vectors or self.store is None:
+            return [None] * len(items)
+        try:
+            pairs = [(passages[i].document_id, s) for i, s in items]
+            return await self._run(lambda: self.sentences().lookup(pairs))
+        except VectorStoreUnavailable as exc:
+            # A cache: /chat still answers (encoding the sentences) when the lookup fails.
+            log.warning("sentence vectors unavailable, encoding per request", extra={"error": str(exc)})
+            return [None] * len(items)

@@ -61,11 +61,13 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
                                      settings.embedding_batch_size))
             retriever = Retriever(enc, None, metrics,
                                   Chunker.for_encoder(enc, settings.chunk_size_tokens, settings.chunk_overlap_tokens),
-                                  Ranking(phrase_min_coverage=settings.phrase_min_coverage))
+                                  Ranking(phrase_min_coverage=settings.phrase_min_coverage),
+                                  sentence_vectors=settings.sentence_vectors == "ingest")
             stack.push_async_callback(_close_store, retriever)
             redis = connect_redis(settings)
             stack.push_async_callback(redis.close)
-            scorer = SupportScorer(enc, settings.answer_min_score)
+            scorer = SupportScorer(enc, settings.answer_min_score,
+                                   retriever.stored_sentence_vectors if retriever.sentence_vectors else None)
             generator: Generator
             if settings.generator == "openai":
                 headers = {}

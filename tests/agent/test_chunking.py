@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.chunking import SPECIAL_TOKENS, Chunker
+from agent.chunking import MAX_CHUNK_CHARS, MAX_TITLE_CHARS, SPECIAL_TOKENS, Chunker
 from agent.embeddings import Encoder
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,8 +31,8 @@ def sources() -> dict[str, str]:
     code = (REPO / "agent" / "embeddings.py").read_text()
     data = json.dumps(json.loads((REPO / "bench" / "results" / "retrieval.json").read_text()), indent=2)
     prose = (REPO / "docs" / "agent.md").read_text()
-    hostile = ("x" * 5000 + " " + "数据库连接池配置" * 300 + " " + "🙂" * 400 + " "
-               + "a-b_c.d/e:f;" * 600)  # one 5,000-char token, CJK and emoji (often one token per char), punctuation
+    hostile = (("x" * 5000 + " ") * 4 + "数据库连接池配置" * 300 + " " + "🙂" * 400 + " "
+               + "a-b_c.d/e:f;" * 600)  # 5,000-char words (one [UNK] each), CJK, emoji, punctuation
     return {"code": code, "json": data, "prose": prose, "hostile": hostile}
 
 
@@ -44,6 +44,7 @@ def test_no_chunk_exceeds_the_encoder_window(encoder: Encoder, chunker: Chunker,
     assert len(chunks) >= 3, "each source is several windows long"
     counts = [window_tokens(encoder, c.text) for c in chunks]
     assert max(counts) <= encoder.max_length, (kind, max(counts))
+    assert max(len(c.text) for c in chunks) <= MAX_CHUNK_CHARS + MAX_TITLE_CHARS + 1  # fits the store's field
     # Chunks are full, not timid: the splitter packs up to the budget (prose and code especially).
     if kind in ("prose", "code") and title is None:
         assert max(counts) >= encoder.max_length - 40
