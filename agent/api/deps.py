@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -156,3 +157,20 @@ def enforce_limit(value: Any, limit: int, loc: tuple[str, ...], what: str = "cha
         msg = (f"Input should be less than or equal to {limit}" if isinstance(value, int)
                else f"String should have at most {limit} {what}")
         raise RequestValidationError([{"loc": loc, "msg": msg, "type": kind}])
+
+
+def enforce_metadata_limits(metadata: dict[str, Any], settings: Settings, loc: tuple[str, ...]) -> None:
+    """Metadata is copied onto every chunk and into every hit: bound its size and its nesting."""
+    size = len(json.dumps(metadata, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    if size > settings.max_metadata_bytes:
+        raise RequestValidationError([{"loc": loc, "type": "too_long", "msg": (
+            f"metadata is {size} bytes as JSON; at most {settings.max_metadata_bytes} "
+            "(AGENT_MAX_METADATA_BYTES) are stored with every chunk")}])
+    stack: list[tuple[Any, int]] = [(metadata, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth > settings.max_metadata_depth:
+                raise RequestValidationError([{"loc": loc, "type": "too_deep", "msg": (
+                    f"metadata nests deeper than {settings.max_metadata_depth} levels (AGENT_MAX_METADATA_DEPTH)")}])
+            stack += [(v, depth + 1) for v in (value.values() if isinstance(value, dict) else value)]

@@ -10,8 +10,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-# Ids end up inside Milvus filter parameters and Redis keys: no quotes, backslashes or control chars.
-DOCUMENT_ID_PATTERN = r"^[^\"'\\\x00-\x1f\x7f]{1,256}$"
+# Any printable text: quotes, backslashes and non-ASCII are escaped where ids meet Milvus filter
+# expressions (agent.stores.vectors.quote). Control characters are refused: the store uses one to
+# separate a chunk id from its version.
+DOCUMENT_ID_PATTERN = r"^[^\x00-\x1f\x7f]{1,256}$"
 SESSION_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
 
 

@@ -47,7 +47,7 @@ def test_field_length_limit_names_the_field(corpus_client: TestClient) -> None:
     response = corpus_client.post("/chat", headers=AUTH, json={"message": "x" * 4001})
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["body", "message"]
-    response = corpus_client.post("/documents", headers=AUTH, json={"documents": [{"id": 'bad"id', "text": "t"}]})
+    response = corpus_client.post("/documents", headers=AUTH, json={"documents": [{"id": "bad\x01id", "text": "t"}]})
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"][:4] == ["body", "documents", 0, "id"]
 

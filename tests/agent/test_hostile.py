@@ -6,7 +6,9 @@ backtracks exponentially, a blocked event loop, a 500, still fails them by order
 
 from __future__ import annotations
 
+import json
 import threading
+import urllib.parse
 import time
 from collections.abc import Iterator
 
@@ -89,3 +91,99 @@ def test_hostile_chat_message_does_not_stall_the_event_loop(server: AgentProcess
         busy.clear()
         prober.join(timeout=15)
     assert latencies and max(latencies) < 1.0, f"/healthz stalled {max(latencies):.2f}s behind a chat message"
+
+
+# ------------------------------------------------------------------ ids, Unicode, surrogates
+IDS = ["café", "文档-1", 'say "hi"', "back\\slash", "it's", "a/b?c#d", "emoji 🦜", "\\\"'", "文" * 256]
+
+
+def test_any_printable_id_is_ingested_found_replaced_and_deleted(make_settings, encoder) -> None:
+    from fastapi.testclient import TestClient
+
+    from agent.api import create_app
+
+    with TestClient(create_app(make_settings(), encoder=encoder)) as client:
+        docs = [{"id": doc_id, "text": f"Lighthouse number {i} guards the {doc_id[:20]} harbour."}
+                for i, doc_id in enumerate(IDS)]
+        first = client.post("/documents", headers=AUTH, json={"documents": docs})
+        assert first.status_code == 200, first.text
+        again = client.post("/documents", headers=AUTH, json={"documents": docs})
+        assert again.json()["replaced_chunks"] == len(IDS), again.text
+        hits = client.post("/retrieve", headers=AUTH, json={"query": "lighthouse harbour", "top_k": 50}).json()["hits"]
+        assert sorted(h["document_id"] for h in hits) == sorted(IDS)
+        assert {h["chunk_id"] for h in hits} == {f"{i}#0" for i in IDS}
+        for doc_id in IDS:
+            path = "/documents/" + urllib.parse.quote(doc_id, safe="")
+            deleted = client.delete(path, headers=AUTH)
+            assert deleted.status_code == 200, (doc_id, deleted.text)
+            assert deleted.json() == {"document_id": doc_id, "deleted_chunks": 1}
+            assert client.delete(path, headers=AUTH).status_code == 404
+        assert client.get("/readyz").json()["checks"]["milvus"]["detail"]["chunks"] == 0
+        metrics = client.get("/metrics").text
+        assert 'agent_dependency_errors_total{dependency="milvus"}' not in metrics
+
+
+SURROGATE = "\ud800"
+
+
+@pytest.mark.parametrize(("method", "path", "body", "loc"), [
+    ("post", "/chat", {"message": f"hi {SURROGATE}"}, ["body", "message"]),
+    ("post", "/v1/chat/completions", {"messages": [{"role": "user", "content": SURROGATE}]},
+     ["body", "messages", 0, "content"]),
+    ("post", "/v1/chat/completions", {"messages": [{"role": "user", "content": [{"type": "text", "text": SURROGATE}]}]},
+     ["body", "messages", 0, "content", 0, "text"]),
+    ("post", "/documents", {"documents": [{"id": f"x{SURROGATE}", "text": "t"}]}, ["body", "documents", 0, "id"]),
+    ("post", "/documents", {"documents": [{"id": "x", "text": SURROGATE}]}, ["body", "documents", 0, "text"]),
+    ("post", "/documents", {"documents": [{"id": "x", "text": "t", "metadata": {"k": [SURROGATE]}}]},
+     ["body", "documents", 0, "metadata", "k", 0]),
+    ("post", "/documents", {"documents": [{"id": "x", "text": "t", "metadata": {SURROGATE: 1}}]},
+     ["body", "documents", 0, "metadata", "\\ud800"]),
+    ("post", "/retrieve", {"query": SURROGATE}, ["body", "query"]),
+    ("post", "/invoke", {"tool": "calculator", "arguments": {"expression": SURROGATE}}, ["body", "arguments", "expression"]),
+])
+def test_a_lone_surrogate_anywhere_is_a_422_naming_the_field(corpus_client, method, path, body, loc) -> None:
+    # json.dumps escapes the surrogate as \\ud800, as a hostile client would send it.
+    response = corpus_client.request(method, path, headers={**AUTH, "Content-Type": "application/json"},
+                                     content=json.dumps(body).encode())
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == loc
+    assert response.json()["detail"][0]["type"] == "string_unicode"
+
+
+def test_a_surrogate_pair_is_one_valid_character(corpus_client) -> None:
+    response = corpus_client.post("/chat", headers={**AUTH, "Content-Type": "application/json"},
+                                  content=b'{"message": "parrot \\ud83e\\udd9c?"}')
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(("body", "loc"), [
+    (b'{"message": "unterminated', ["body", 12]),
+    (b'{"message": "\xff\xfe"}', ["body", 13]),                 # not UTF-8
+    (b"[" * 100_000 + b"]" * 100_000, ["body"]),              # deeper than the decoder's stack
+    (b'{"message": ' + b'{"a": ' * 100 + b"1" + b"}" * 100 + b"}", None),   # deep but parseable
+    (b"", ["body"]),
+    (b"null", ["body"]),
+])
+def test_malformed_json_is_a_422_never_a_400_or_500(corpus_client, body: bytes, loc) -> None:
+    response = corpus_client.post("/chat", headers={**AUTH, "Content-Type": "application/json"}, content=body)
+    assert response.status_code == 422, response.text
+    if loc is not None:
+        assert response.json()["detail"][0]["loc"] == loc
+
+
+def test_control_characters_and_unicode_everywhere_are_answered(corpus_client) -> None:
+    nasty = "\x00\x07\x1b[31m\u202e\u200b\ufeff\U0010ffff 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 ﷽ e\u0301 tides?"
+    for method, path, body in [
+        ("post", "/chat", {"message": nasty}),
+        ("post", "/retrieve", {"query": nasty}),
+        ("post", "/v1/chat/completions", {"messages": [{"role": "user", "content": nasty}]}),
+        ("post", "/documents", {"documents": [{"id": "nasty", "text": nasty, "title": nasty,
+                                               "metadata": {nasty: nasty, "n": [nasty, {"x": nasty}]}}]}),
+        ("post", "/invoke", {"tool": "calculator", "arguments": {"expression": nasty}}),
+    ]:
+        response = corpus_client.request(method, path, headers=AUTH, json=body)
+        assert response.status_code in (200, 400), (path, response.status_code, response.text)
+    hits = corpus_client.post("/retrieve", headers=AUTH, json={"query": nasty, "top_k": 50}).json()["hits"]
+    stored = next(h for h in hits if h["document_id"] == "nasty")
+    assert stored["metadata"] == {nasty: nasty, "n": [nasty, {"x": nasty}]}
+    assert corpus_client.delete("/documents/nasty", headers=AUTH).status_code == 200

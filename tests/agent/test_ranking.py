@@ -83,14 +83,15 @@ def test_hybrid_search_ranks_the_chunk_with_the_words_in_order_first(tmp_path: P
         vectors = encoder.encode(list(texts.values()))
         store.replace_documents([], [ChunkRow(doc, f"{doc}#0", text, vec, {})
                                      for (doc, text), vec in zip(texts.items(), vectors, strict=True)])
-        plain_tops = set()
         for query, expected in (("dog chased cat", "b"), ("cat chased dog", "a")):
             vector = encoder.encode([query])[0]
             hits = store.hybrid_search(query, vector, 2)
             assert hits[0].document_id == expected, query
-            assert hits[0].score > hits[1].score
-            plain_tops.add(store.hybrid_search(query, vector, 2, phrase_min_coverage=0)[0].document_id)
-        assert len(plain_tops) == 1  # RRF alone answers both questions with the same chunk
+            plain = store.hybrid_search(query, vector, 2, phrase_min_coverage=0)
+            # RRF alone barely separates them (an exact tie, broken by key order, on one of the
+            # two); the phrase signal adds a whole rank's worth to the in-order chunk.
+            assert plain[0].score - plain[1].score < 0.001
+            assert hits[0].score - hits[1].score > 1 / (RRF_K + 1) - 0.001
     finally:
         store.close()
 

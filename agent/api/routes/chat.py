@@ -16,9 +16,10 @@ from agent.api.models import (
     SessionMessage,
     SessionResponse,
 )
+from agent.api.routing import AgentRoute
 from agent.types import Message
 
-router = APIRouter(tags=["chat"])
+router = APIRouter(route_class=AgentRoute, tags=["chat"])
 
 _UNAVAILABLE = {503: {"model": ErrorResponse, "description": "Redis (sessions) is unavailable"}}
 

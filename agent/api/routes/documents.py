@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, HTTPException, Path
 
-from agent.api.deps import RetrieverDep, SettingsDep, enforce_limit, require_caller
+from agent.api.deps import RetrieverDep, SettingsDep, enforce_limit, enforce_metadata_limits, require_caller
 from agent.api.models import (
     DOCUMENT_ID_PATTERN,
     DeleteDocumentResponse,
@@ -12,9 +12,10 @@ from agent.api.models import (
     DocumentsResponse,
     ErrorResponse,
 )
+from agent.api.routing import AgentRoute
 from agent.retrieval import SourceDocument
 
-router = APIRouter(tags=["documents"], dependencies=[Depends(require_caller)])
+router = APIRouter(route_class=AgentRoute, tags=["documents"], dependencies=[Depends(require_caller)])
 
 
 @router.post("/documents", response_model=DocumentsResponse, summary="Index documents (idempotent by id)")
@@ -22,6 +23,7 @@ async def ingest(body: DocumentsRequest, s: SettingsDep, retriever: RetrieverDep
     enforce_limit(len(body.documents), s.max_documents_per_request, ("body", "documents"))
     for i, doc in enumerate(body.documents):
         enforce_limit(doc.text, s.max_document_chars, ("body", "documents", str(i), "text"))
+        enforce_metadata_limits(doc.metadata, s, ("body", "documents", str(i), "metadata"))
     result = await retriever.ingest([SourceDocument(d.id, d.text, d.metadata, d.title) for d in body.documents])
     return DocumentsResponse(documents=result.documents, chunks=result.chunks,
                              replaced_chunks=result.replaced_chunks)

@@ -11,10 +11,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agent.api.deps import EncoderDep, MetricsDep, RedisDep, RetrieverDep, SessionsDep
 from agent.api.models import Check, HealthResponse, ReadyResponse
+from agent.api.routing import AgentRoute
 from agent.retrieval import Retriever
 from agent.stores.sessions import RedisHandle, SessionStore, SessionStoreUnavailable
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(route_class=AgentRoute, tags=["operations"])
 
 
 @router.get("/healthz", response_model=HealthResponse, summary="The process is up")

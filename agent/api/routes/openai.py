@@ -25,11 +25,12 @@ from agent.api.models import (
     HitOut,
     Usage,
 )
+from agent.api.routing import AgentRoute
 from agent.generation import GenerationOptions
 from agent.perception import Intent
 from agent.types import Message
 
-router = APIRouter(tags=["openai"], dependencies=[Depends(require_caller)])
+router = APIRouter(route_class=AgentRoute, tags=["openai"], dependencies=[Depends(require_caller)])
 
 
 @router.post("/v1/chat/completions", response_model=ChatCompletionResponse, summary="OpenAI-compatible chat")

@@ -6,8 +6,9 @@ from fastapi import APIRouter, Depends
 
 from agent.api.deps import RetrieverDep, SettingsDep, enforce_limit, require_caller
 from agent.api.models import HitOut, RetrieveRequest, RetrieveResponse
+from agent.api.routing import AgentRoute
 
-router = APIRouter(tags=["retrieval"], dependencies=[Depends(require_caller)])
+router = APIRouter(route_class=AgentRoute, tags=["retrieval"], dependencies=[Depends(require_caller)])
 
 
 @router.post("/retrieve", response_model=RetrieveResponse, summary="Hybrid dense + BM25 search")

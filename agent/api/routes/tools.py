@@ -6,8 +6,9 @@ from fastapi import APIRouter, Depends
 
 from agent.api.deps import ToolsDep, require_caller
 from agent.api.models import ErrorResponse, InvokeRequest, InvokeResponse, ToolInfo, ToolsResponse
+from agent.api.routing import AgentRoute
 
-router = APIRouter(tags=["tools"], dependencies=[Depends(require_caller)])
+router = APIRouter(route_class=AgentRoute, tags=["tools"], dependencies=[Depends(require_caller)])
 
 @router.get("/tools", response_model=ToolsResponse, summary="Tools callers may invoke")
 async def list_tools(registry: ToolsDep) -> ToolsResponse:
