@@ -22,7 +22,8 @@ from agent import __version__
 from agent.api.deps import Resources
 from agent.api.errors import install_error_handlers
 from agent.api.middleware import BodyLimitMiddleware, ObservabilityMiddleware, RateLimitHeadersMiddleware
-from agent.api.routes import chat, documents, health, openai, retrieve, tools
+from agent.api.routes import chat, docs, documents, health, openai, retrieve, tools
+from agent.api.schema import install_openapi
 from agent.config import Settings
 from agent.embeddings import Encoder
 from agent.execution import Executor
@@ -124,10 +125,16 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
             yield
         log.info("agent stopped")
 
+    public_docs = settings.docs_access == "public"
     app = FastAPI(title="rag-platform agent", version=__version__, lifespan=lifespan,
-                  description="Retrieval-augmented agent: documents, hybrid retrieval, cited chat, tools.")
+                  description="Retrieval-augmented agent: documents, hybrid retrieval, cited chat, tools.",
+                  openapi_url="/openapi.json" if public_docs else None,
+                  docs_url="/docs" if public_docs else None, redoc_url="/redoc" if public_docs else None)
     for module in (health, documents, retrieve, chat, tools, openai):
         app.include_router(module.router)
+    install_openapi(app, settings)
+    if settings.docs_access == "auth":
+        app.include_router(docs.router)
     install_error_handlers(app, metrics)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RateLimitHeadersMiddleware)
