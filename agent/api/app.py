@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 
 import anyio
@@ -22,7 +22,8 @@ from agent import __version__
 from agent.api.deps import Resources
 from agent.api.errors import install_error_handlers
 from agent.api.middleware import BodyLimitMiddleware, ObservabilityMiddleware, RateLimitHeadersMiddleware
-from agent.api.routes import chat, documents, health, openai, retrieve, tools
+from agent.api.routes import chat, docs, documents, health, openai, retrieve, tools
+from agent.api.schema import install_openapi
 from agent.config import Settings
 from agent.embeddings import Encoder
 from agent.execution import Executor
@@ -34,19 +35,36 @@ from agent.chunking import Chunker
 from agent.ranking import Ranking
 from agent.retrieval import Retriever
 from agent.stores.sessions import RateLimiter, SessionStore, connect_redis
-from agent.stores.vectors import VectorStore
+from agent.stores.vectors import VectorStore, VectorStoreAuthError, VectorStoreUnavailable
 
 log = logging.getLogger("agent.api")
 
-MILVUS_RETRY_SECONDS = 5.0
+MILVUS_BACKOFF_FIRST_S = 1.0
+MILVUS_BACKOFF_MAX_S = 30.0
+# How long the start waits for Milvus before it serves anyway (not ready) and keeps trying behind.
+MILVUS_START_WAIT_S = 30.0
+
+# Exit codes of `python -m agent serve` beyond uvicorn's own (docs/agent.md lists them all).
+EXIT_MILVUS_AUTH = 4
+EXIT_MILVUS_UNREACHABLE = 5
+
+
+class StartupFailed(RuntimeError):
+    """The agent cannot run with this configuration; `exit_code` says why (see docs/agent.md)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def create_app(settings: Settings | None = None, *, encoder: Encoder | None = None,
-               extra_tools: Sequence[Tool] = ()) -> FastAPI:
+               extra_tools: Sequence[Tool] = (), on_fatal: Callable[[StartupFailed], None] | None = None) -> FastAPI:
     """Build the agent app.
 
     `encoder` lets a caller share one loaded model between apps (tests, benchmarks);
-    `extra_tools` registers more plugins (still subject to AGENT_TOOLS_ALLOWED).
+    `extra_tools` registers more plugins (still subject to AGENT_TOOLS_ALLOWED); `on_fatal` is
+    called when a dependency fails for good after the start (the server stops; in-process callers
+    get a not-ready app).
     """
     settings = settings or Settings()
     metrics = Metrics()
@@ -86,16 +104,25 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
                 registry.register(tool)
             app.state.resources = Resources(
                 settings=settings, metrics=metrics, encoder=enc, retriever=retriever, redis=redis,
-                sessions=SessionStore(redis.client, settings.session_ttl_seconds, settings.session_max_messages),
-                limiter=RateLimiter(redis.client, settings.rate_limit_per_minute), tools=registry,
+                sessions=SessionStore(redis.client, settings.session_ttl_seconds, settings.session_max_messages,
+                                      settings.redis_timeout_seconds),
+                limiter=RateLimiter(redis.client, settings.rate_limit_per_minute,
+                                    settings.rate_limit_timeout_seconds, settings.rate_limit_retry_seconds),
+                tools=registry,
                 executor=Executor(retriever, generator, registry, metrics),
                 api_keys=[k.encode() for k in settings.api_key_list],
             )
-            connector = asyncio.create_task(_connect_milvus(settings, retriever, enc.dim))
+            connector = asyncio.create_task(_connect_milvus(settings, retriever, enc.dim, metrics))
             stack.push_async_callback(_cancel, connector)
             with suppress(asyncio.TimeoutError):
                 # Usually quick (Lite, or a healthy server); if not, keep starting and retry behind.
-                await asyncio.wait_for(asyncio.shield(connector), timeout=30)
+                await asyncio.wait_for(asyncio.shield(connector), timeout=MILVUS_START_WAIT_S)
+            if connector.done() and connector.exception() is not None:
+                # Refused credentials, or out of attempts: fail the start, with the exit code.
+                app.state.startup_error = connector.exception()
+                raise app.state.startup_error
+            else:
+                connector.add_done_callback(lambda task: _report_fatal(task, on_fatal))
             if not settings.api_key_list:
                 log.warning("no API keys configured (AGENT_API_KEYS / AGENT_API_KEYS_FILE): auth is disabled")
             log.info("agent started", extra={"version": __version__, "redis": redis.description,
@@ -104,10 +131,16 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
             yield
         log.info("agent stopped")
 
+    public_docs = settings.docs_access == "public"
     app = FastAPI(title="rag-platform agent", version=__version__, lifespan=lifespan,
-                  description="Retrieval-augmented agent: documents, hybrid retrieval, cited chat, tools.")
+                  description="Retrieval-augmented agent: documents, hybrid retrieval, cited chat, tools.",
+                  openapi_url="/openapi.json" if public_docs else None,
+                  docs_url="/docs" if public_docs else None, redoc_url="/redoc" if public_docs else None)
     for module in (health, documents, retrieve, chat, tools, openai):
         app.include_router(module.router)
+    install_openapi(app, settings)
+    if settings.docs_access == "auth":
+        app.include_router(docs.router)
     install_error_handlers(app, metrics)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RateLimitHeadersMiddleware)
@@ -126,19 +159,38 @@ async def _close_store(retriever: Retriever) -> None:
         await anyio.to_thread.run_sync(retriever.store.close)
 
 
-async def _connect_milvus(settings: Settings, retriever: Retriever, dim: int) -> None:
-    """Open the vector store, retrying until it answers: a Milvus outage at start is not fatal."""
-    while True:
+def _report_fatal(task: asyncio.Task, on_fatal: Callable[[StartupFailed], None] | None) -> None:
+    if task.cancelled() or task.exception() is None:
+        return
+    exc = task.exception()
+    log.critical("giving up on Milvus", extra={"error": str(exc)})
+    if on_fatal is not None and isinstance(exc, StartupFailed):
+        on_fatal(exc)
+
+
+async def _connect_milvus(settings: Settings, retriever: Retriever, dim: int, metrics: Metrics) -> None:
+    """Open the vector store with bounded retries: an outage at start is retried with backoff
+    (AGENT_MILVUS_CONNECT_ATTEMPTS), refused credentials are not retried at all."""
+    delay = MILVUS_BACKOFF_FIRST_S
+    for attempt in range(1, settings.milvus_connect_attempts + 1):
         try:
             if settings.milvus_uri:
                 store = await anyio.to_thread.run_sync(lambda: VectorStore(
-                    settings.milvus_uri, settings.milvus_collection, dim, settings.secret("milvus_token")))
+                    settings.milvus_uri, settings.milvus_collection, dim, settings.secret("milvus_token"),
+                    timeout=settings.milvus_timeout_seconds))
             else:
                 store = await anyio.to_thread.run_sync(lambda: VectorStore.lite(
-                    settings.data_dir, settings.milvus_collection, dim))
+                    settings.data_dir, settings.milvus_collection, dim, timeout=settings.milvus_timeout_seconds))
             retriever.store = store
             return
-        except Exception as exc:  # keep serving; /readyz reports not ready until this succeeds
-            retriever.metrics.dependency_errors.labels("milvus").inc()
-            log.error("Milvus unavailable, retrying", extra={"error": str(exc), "retry_in_s": MILVUS_RETRY_SECONDS})
-            await asyncio.sleep(MILVUS_RETRY_SECONDS)
+        except VectorStoreAuthError as exc:
+            raise StartupFailed(str(exc), EXIT_MILVUS_AUTH) from exc
+        except VectorStoreUnavailable as exc:  # keep serving; /readyz reports not ready meanwhile
+            metrics.dependency_errors.labels("milvus").inc()
+            if attempt == settings.milvus_connect_attempts:
+                raise StartupFailed(f"Milvus unreachable after {attempt} attempts (AGENT_MILVUS_CONNECT_ATTEMPTS): "
+                                    f"{exc}", EXIT_MILVUS_UNREACHABLE) from exc
+            log.error("Milvus unavailable, retrying", extra={"error": str(exc), "attempt": attempt,
+                                                             "retry_in_s": delay})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MILVUS_BACKOFF_MAX_S)

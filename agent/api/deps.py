@@ -110,7 +110,7 @@ class Caller:
     id: str
 
 
-def _authenticate(request: Request, keys: list[bytes]) -> Caller:
+def authenticate(request: Request, keys: list[bytes]) -> Caller:
     if not keys:
         return Caller("anonymous")
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -127,7 +127,7 @@ def _authenticate(request: Request, keys: list[bytes]) -> Caller:
 
 async def require_caller(request: Request, keys: ApiKeysDep, limiter: LimiterDep, metrics: MetricsDep) -> Caller:
     """Bearer auth, then the per-caller rate limit (Redis-backed, shared by every replica)."""
-    caller = _authenticate(request, keys)
+    caller = authenticate(request, keys)
     try:
         decision = await limiter.hit(caller.id)
     except SessionStoreUnavailable as exc:

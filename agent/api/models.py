@@ -6,9 +6,12 @@ Hard bounds here keep absurd input out before any work is done; the tighter, con
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from typing_extensions import TypeAliasType
+
+from agent.perception import VISIBLE_TEXT_PATTERN
 
 # Any printable text: quotes, backslashes and non-ASCII are escaped where ids meet Milvus filter
 # expressions (agent.stores.vectors.quote). Control characters are refused: the store uses one to
@@ -17,29 +20,33 @@ DOCUMENT_ID_PATTERN = r"^[^\x00-\x1f\x7f]{1,256}$"
 SESSION_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
 
 
+# Metadata is stored in Milvus's JSON field: integers are 64-bit there, and JSON has no NaN or
+# Infinity (Python's decoder accepts both). Spelling that out here makes the schema say so too.
+MetadataValue = TypeAliasType("MetadataValue", Union[  # noqa: UP007 (a string forward reference needs Union)
+    None, bool, Annotated[int, Field(ge=-(2**63), le=2**63 - 1)],
+    Annotated[float, Field(ge=-(2**63), le=2**63 - 1, allow_inf_nan=False)],
+    str, list["MetadataValue"], dict[str, "MetadataValue"]])
+
+
 class DocumentIn(BaseModel):
     """One document to index. Re-sending an id replaces that document's chunks."""
 
     id: str = Field(..., pattern=DOCUMENT_ID_PATTERN, description="Stable id; re-ingest replaces.")
     text: str = Field(..., min_length=1, max_length=5_000_000)
-    metadata: dict[str, Any] = Field(default_factory=dict, description="Returned with every hit.")
+    metadata: dict[str, MetadataValue] = Field(default_factory=dict, description="Returned with every hit.")
     title: str | None = Field(None, max_length=512, description=(
         "The document's topic, e.g. 'Install guide — Upgrading'. Indexed as the first line of every "
         "chunk (and returned with it), so a chunk from deep in the document is found by its topic."))
 
 
 class DocumentsRequest(BaseModel):
-    documents: list[DocumentIn] = Field(..., min_length=1, max_length=10_000)
+    documents: list[DocumentIn] = Field(..., min_length=1, max_length=10_000, description=(
+        "An id sent more than once in one request is written once, with its last occurrence, "
+        "as if the documents had been sent one after the other."))
 
-    @field_validator("documents")
-    @classmethod
-    def _unique_ids(cls, docs: list[DocumentIn]) -> list[DocumentIn]:
-        seen: set[str] = set()
-        for doc in docs:
-            if doc.id in seen:
-                raise ValueError(f"document id {doc.id!r} appears twice; send each id once")
-            seen.add(doc.id)
-        return docs
+    def latest_by_id(self) -> list[DocumentIn]:
+        """One document per id, the last occurrence, in the order of first appearance."""
+        return list({doc.id: doc for doc in self.documents}.values())
 
 
 class DocumentsResponse(BaseModel):
@@ -73,7 +80,8 @@ class RetrieveResponse(BaseModel):
 
 
 class ChatRequest(BaseModel):
-    message: str = Field(..., min_length=1, max_length=100_000)
+    message: str = Field(..., min_length=1, max_length=100_000, pattern=VISIBLE_TEXT_PATTERN,
+                         description="At least one character that is not blank (whitespace or control).")
     session_id: str | None = Field(None, pattern=SESSION_ID_PATTERN,
                                    description="Omit to start a new session; the response carries its id.")
 
@@ -164,9 +172,22 @@ class ChatCompletionRequest(BaseModel):
     chit-chat replies); what each generator does with them is in docs/agent.md.
     """
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_extra={"not": {
+        "required": ["max_tokens", "max_completion_tokens"],
+        "properties": {"max_tokens": {"type": "integer"}, "max_completion_tokens": {"type": "integer"}}}})
     model: str = "rag-agent"
-    messages: list[ChatMessage] = Field(..., min_length=1, max_length=200)
+    messages: list[ChatMessage] = Field(
+        ..., min_length=1, max_length=200,
+        description="The conversation; at least one message has role `user` (the last one is the question).",
+        json_schema_extra={"contains": {"type": "object", "required": ["role"],
+                                        "properties": {"role": {"const": "user"}}}})
+
+    @field_validator("messages")
+    @classmethod
+    def _has_user_message(cls, messages: list[ChatMessage]) -> list[ChatMessage]:
+        if not any(m.role == "user" for m in messages):
+            raise ValueError("messages must contain at least one message with role 'user' (the question)")
+        return messages
     stream: bool = False
     temperature: float | None = Field(
         None, ge=0, le=2,
@@ -183,8 +204,8 @@ class ChatCompletionRequest(BaseModel):
     @model_validator(mode="after")
     def _one_token_limit(self) -> ChatCompletionRequest:
         if self.max_completion_tokens is not None:
-            if self.max_tokens is not None and self.max_tokens != self.max_completion_tokens:
-                raise ValueError("max_tokens and max_completion_tokens disagree; send one of them")
+            if self.max_tokens is not None:
+                raise ValueError("max_tokens and max_completion_tokens are the same bound; send one of them")
             self.max_tokens = self.max_completion_tokens
         return self
 

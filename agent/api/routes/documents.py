@@ -24,7 +24,7 @@ async def ingest(body: DocumentsRequest, s: SettingsDep, retriever: RetrieverDep
     for i, doc in enumerate(body.documents):
         enforce_limit(doc.text, s.max_document_chars, ("body", "documents", str(i), "text"))
         enforce_metadata_limits(doc.metadata, s, ("body", "documents", str(i), "metadata"))
-    result = await retriever.ingest([SourceDocument(d.id, d.text, d.metadata, d.title) for d in body.documents])
+    result = await retriever.ingest([SourceDocument(d.id, d.text, d.metadata, d.title) for d in body.latest_by_id()])
     return DocumentsResponse(documents=result.documents, chunks=result.chunks,
                              replaced_chunks=result.replaced_chunks)
 
