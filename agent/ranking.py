@@ -22,7 +22,7 @@ from typing import TypeVar
 from agent.types import Hit
 
 RRF_K = 60  # the constant of Cormack et al. (2009), Milvus's RRFRanker default
-DEFAULT_PHRASE_MIN_COVERAGE = 0.8
+DEFAULT_PHRASE_MIN_COVERAGE = 0.95
 
 _WORD = re.compile(r"\w+")
 T = TypeVar("T")
@@ -96,24 +96,42 @@ def rrf(lists: Sequence[Sequence[T]], key: Callable[[T], str], k: int = RRF_K,
 
 @dataclass(frozen=True)
 class Ranking:
-    """How the Retriever turns the store's dense and BM25 candidates into its top k.
+    """How the Retriever turns its candidate lists into its top k chunks.
 
-    Chunk lists are fused by RRF; the phrase signal then re-ranks the fused pool.
+    Chunks found by dense and BM25 search are fused by RRF. Two document-level lists then add to
+    every candidate chunk of a document ranked there, on the same 1/(k + rank) scale: documents by
+    their best sentence (dense, agent/stores/sentences.py) and documents by BM25 over their whole
+    text (agent/stores/documents.py). Last, the phrase signal re-ranks the fused pool. The
+    weights and k were chosen on the tuning corpus only (docs/benchmarks.md); a list that is empty
+    (an old index, a store without those collections) simply adds nothing.
     """
 
-    rrf_k: int = RRF_K
+    rrf_k: int = 10
     phrase_min_coverage: float = DEFAULT_PHRASE_MIN_COVERAGE
+    sentence_weight: float = 1.5
+    document_weight: float = 1.0
+    sentence_depth: int = 300  # sentences asked for: documents ranked by their best one
+    document_depth: int = 100
 
     @staticmethod
     def candidates(top_k: int) -> int:
-        """How many chunks to ask each search for."""
-        return max(top_k * 4, 20)
+        """How many chunks to ask each chunk search for."""
+        return max(top_k * 4, 40)
 
-    def rank(self, query: str, dense: Sequence[Hit], bm25: Sequence[Hit], top_k: int) -> list[Hit]:
-        fused = rrf([dense, bm25], key=lambda h: h.chunk_id, k=self.rrf_k)
-        pool = fused[:max(top_k * 2, 20)]  # what the phrase signal may reorder
+    def rank(self, query: str, dense: Sequence[Hit], bm25: Sequence[Hit], top_k: int,
+             sentence_documents: Sequence[str] = (), documents: Sequence[str] = ()) -> list[Hit]:
+        k = self.rrf_k
+        fused = rrf([dense, bm25], key=lambda h: h.chunk_id, k=k)
+        for weight, ranked in ((self.sentence_weight, sentence_documents), (self.document_weight, documents)):
+            if not weight or not ranked:
+                continue
+            doc_rank = {doc: r for r, doc in enumerate(ranked, start=1)}
+            fused = [(hit, s + (weight / (k + doc_rank[hit.document_id]) if hit.document_id in doc_rank else 0.0))
+                     for hit, s in fused]
+        order = sorted(fused, key=lambda pair: -pair[1])  # stable: RRF's order on ties
+        pool = order[:max(top_k * 2, 20)]  # what the phrase signal may reorder
         ranked = phrase_rerank(query, [hit for hit, _ in pool], score=_score_of(pool), text=lambda h: h.text,
-                               min_coverage=self.phrase_min_coverage, k=self.rrf_k)
+                               min_coverage=self.phrase_min_coverage, k=k)
         return [replace(hit, score=score) for hit, score in ranked[:top_k]]
 
 

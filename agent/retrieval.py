@@ -18,6 +18,7 @@ from agent.chunking import Chunker, split_sentences
 from agent.embeddings import Encoder
 from agent.observability import Metrics
 from agent.ranking import Ranking
+from agent.stores.documents import DocumentIndex
 from agent.stores.sentences import SentenceVectors
 from agent.stores.vectors import ChunkRow, VectorStore, VectorStoreUnavailable
 from agent.types import Hit
@@ -40,10 +41,14 @@ class IngestResult:
     replaced_chunks: int
 
 
-def hybrid_rank(store: VectorStore, ranking: Ranking, query: str, vector: np.ndarray, top_k: int) -> list[Hit]:
-    """Blocking: the store's dense and BM25 candidates for one query, ranked by `ranking`."""
+def hybrid_rank(store: VectorStore, ranking: Ranking, query: str, vector: np.ndarray, top_k: int,
+                sentences: SentenceVectors | None = None, documents: DocumentIndex | None = None) -> list[Hit]:
+    """Blocking: the store's dense and BM25 chunk candidates for one query, and the document-level
+    lists when their collections are given, ranked by `ranking`."""
     depth = ranking.candidates(top_k)
-    return ranking.rank(query, store.search_dense(vector, depth), store.search_bm25(query, depth), top_k)
+    return ranking.rank(query, store.search_dense(vector, depth), store.search_bm25(query, depth), top_k,
+                        sentence_documents=sentences.search(vector, ranking.sentence_depth) if sentences else (),
+                        documents=documents.search(query, ranking.document_depth) if documents else ())
 
 
 class Retriever:
@@ -55,8 +60,10 @@ class Retriever:
 
     def __init__(self, encoder: Encoder, store: VectorStore | None, metrics: Metrics, chunker: Chunker,
                  ranking: Ranking | None = None, sentence_vectors: bool = True) -> None:
-        """`sentence_vectors`: encode every chunk's sentences at ingestion and keep them for the
-        support scorer (agent/stores/sentences.py), so /chat need not encode them per request."""
+        """`sentence_vectors`: encode every chunk's sentences at ingestion and keep them, with each
+        whole document for BM25, beside the chunks (agent/stores/sentences.py, documents.py): the
+        ranking's document-level lists, and the support scorer's vectors (no encoding per request).
+        False: chunks only, as before (ranking without those lists)."""
         self.encoder = encoder
         self.store = store
         self.metrics = metrics
@@ -64,6 +71,7 @@ class Retriever:
         self.ranking = ranking or Ranking()
         self.sentence_vectors = sentence_vectors
         self._sentences: SentenceVectors | None = None
+        self._documents: DocumentIndex | None = None
 
     def sentences(self) -> SentenceVectors:
         """Blocking: the sentence-vector collection beside the current store (created on first use)."""
@@ -73,13 +81,24 @@ class Retriever:
             self._sentences = SentenceVectors(self.store)
         return self._sentences
 
+    def documents(self) -> DocumentIndex:
+        """Blocking: the whole-document BM25 collection beside the current store (created on first use)."""
+        if self.store is None:
+            raise VectorStoreUnavailable("the vector store (Milvus) is not connected yet")
+        if self._documents is None or self._documents.store is not self.store:
+            self._documents = DocumentIndex(self.store)
+        return self._documents
+
     def rank(self, query: str, vector: np.ndarray, top_k: int, ranking: Ranking | None = None) -> list[Hit]:
         """Blocking: the store's dense and BM25 candidates, fused and re-ranked (agent/ranking.py).
 
         `ranking` overrides the retriever's settings for this call (benchmarks compare variants)."""
         if self.store is None:
             raise VectorStoreUnavailable("the vector store (Milvus) is not connected yet")
-        return hybrid_rank(self.store, ranking or self.ranking, query, vector, top_k)
+        if not self.sentence_vectors:
+            return hybrid_rank(self.store, ranking or self.ranking, query, vector, top_k)
+        return hybrid_rank(self.store, ranking or self.ranking, query, vector, top_k, self.sentences(),
+                           self.documents())
 
     async def _call(self, fn_name: str, *args: Any) -> Any:
         """Run a blocking VectorStore method in a thread (see `_run`)."""
@@ -139,6 +158,8 @@ class Retriever:
                 # After the chunks: a crash in between leaves sentences to encode per request, never wrong ones.
                 written = [(doc, s, v) for (doc, s), v in zip(pairs, vectors[len(rows):], strict=True)]
                 await self._run(lambda: self.sentences().replace(ids, written))
+                whole = {d.id: "\n".join(x for x in (d.title, d.text) if x) for d in documents}  # last copy wins
+                await self._run(lambda: self.documents().replace(list(whole.items())))
         self.metrics.ingested_chunks.inc(len(rows))
         log.info("ingested documents", extra={"documents": len(ids), "chunks": len(rows),
                                                "replaced_chunks": replaced})
@@ -148,6 +169,7 @@ class Retriever:
         deleted = await self._call("delete_document", document_id)
         if self.sentence_vectors:
             await self._run(lambda: self.sentences().delete(document_id))
+            await self._run(lambda: self.documents().delete(document_id))
         return deleted
 
     async def stored_sentence_vectors(self, passages: Sequence[Hit],

@@ -80,12 +80,12 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
             retriever = Retriever(enc, None, metrics,
                                   Chunker.for_encoder(enc, settings.chunk_size_tokens, settings.chunk_overlap_tokens),
                                   Ranking(phrase_min_coverage=settings.phrase_min_coverage),
-                                  sentence_vectors=settings.sentence_vectors == "ingest")
+                                  sentence_vectors=settings.sentence_vectors != "off")
             stack.push_async_callback(_close_store, retriever)
             redis = connect_redis(settings)
             stack.push_async_callback(redis.close)
             scorer = SupportScorer(enc, settings.answer_min_score,
-                                   retriever.stored_sentence_vectors if retriever.sentence_vectors else None)
+                                   retriever.stored_sentence_vectors if settings.sentence_vectors == "stored" else None)
             generator: Generator
             if settings.generator == "openai":
                 headers = {}

@@ -1,7 +1,7 @@
 """Sentence vectors computed once at ingestion, for the support scorer of /chat.
 
 Every answer scores each sentence of its retrieved passages against the question
-(agent/generation.py). Encoding those sentences on every request was most of /chat's cost; here
+(agent/generation.py); the Retriever also searches them, ranking documents by their best sentence. Encoding those sentences on every request was most of /chat's cost; here
 they are encoded at ingestion and kept in a second Milvus collection next to the chunks,
 `<collection>_sentences`, one row per distinct sentence of a document:
 
@@ -58,8 +58,7 @@ class SentenceVectors:
             schema.add_field("document_id", DataType.VARCHAR, max_length=MAX_ID_BYTES)
             schema.add_field("vector", DataType.FLOAT_VECTOR, dim=store.dim)
             index = store.client.prepare_index_params()
-            # Rows are fetched by key, never searched; a vector field still needs an index to load.
-            index.add_index(field_name="vector", index_type="FLAT", metric_type="COSINE")
+            index.add_index(field_name="vector", index_type="AUTOINDEX", metric_type="COSINE")
             index.add_index(field_name="document_id", index_type="INVERTED")
             store.client.create_collection(self.collection, schema=schema, index_params=index,
                                            timeout=store.timeout)
@@ -103,6 +102,16 @@ class SentenceVectors:
                 for row in rows:
                     found[row["key"]] = np.asarray(row["vector"], dtype=np.float32)
         return [found.get(k) for k in keys]
+
+    def search(self, vector: np.ndarray, limit: int) -> list[str]:
+        """Document ids by their sentence most similar to `vector`, best first: the Retriever's
+        sentence-level dense signal (a question often matches one sentence, not a whole chunk)."""
+        store = self.store
+        with store._guard():
+            result = store.client.search(self.collection, data=[vector.tolist()], anns_field="vector",
+                                         search_params={"metric_type": "COSINE"}, limit=limit,
+                                         output_fields=["document_id"], timeout=store.timeout)
+        return list(dict.fromkeys(item["entity"]["document_id"] for item in (result[0] if result else [])))
 
     def count(self) -> int:
         with self.store._guard():
