@@ -20,7 +20,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import anyio
 import numpy as np
 import httpx
 
@@ -98,10 +97,10 @@ class SupportScorer:
         if not items:
             return []
         if question_vector is None:
-            vectors = await anyio.to_thread.run_sync(self.encoder.encode, [question] + [s for _, s in items])
+            vectors = await self.encoder.encode_async([question] + [s for _, s in items])
             question_vector, vectors = vectors[0], vectors[1:]
         else:
-            vectors = await anyio.to_thread.run_sync(self.encoder.encode, [s for _, s in items])
+            vectors = await self.encoder.encode_async([s for _, s in items])
         sims = vectors @ question_vector
         scored = [_Scored(i, s, float(v)) for (i, s), v in zip(items, sims, strict=True)]
         return sorted(scored, key=lambda x: x.score, reverse=True)
