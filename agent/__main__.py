@@ -64,17 +64,15 @@ def main(argv: list[str] | None = None) -> int:
         forwarded_allow_ips="*", timeout_graceful_shutdown=20))
     try:
         server.run()
-    except StartupFailed as exc:  # raised from the lifespan when uvicorn does not swallow it
-        fatal.append(exc)
-    if fatal:
-        print(f"agent stopped: {fatal[0]}", file=sys.stderr)
-        return fatal[0].exit_code
-    if not server.started:
+    except SystemExit:  # uvicorn exits 3 when the lifespan's start fails; the cause may say more
         cause = getattr(app.state, "startup_error", None)
         if isinstance(cause, StartupFailed):
             print(f"agent failed to start: {cause}", file=sys.stderr)
             return cause.exit_code
         return EXIT_STARTUP_FAILED
+    if fatal:
+        print(f"agent stopped: {fatal[0]}", file=sys.stderr)
+        return fatal[0].exit_code
     return 0
 
 

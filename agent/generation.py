@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
-import anyio
 import numpy as np
 import httpx
 
@@ -108,7 +107,7 @@ class SupportScorer:
         missing = [s for (_, s), v in zip(items, found, strict=True) if v is None]
         if question_vector is None:
             missing.insert(0, question)
-        encoded = list(await anyio.to_thread.run_sync(self.encoder.encode, missing)) if missing else []
+        encoded = list(await self.encoder.encode_async(missing)) if missing else []
         if question_vector is None:
             question_vector = encoded.pop(0)
         fill = iter(encoded)

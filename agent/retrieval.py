@@ -124,7 +124,7 @@ class Retriever:
 
     async def embed(self, texts: list[str]):
         with self.metrics.embedding_duration.time():
-            return await anyio.to_thread.run_sync(self.encoder.encode, texts)
+            return await self.encoder.encode_async(texts)
 
     async def search(self, query: str, top_k: int, vector=None) -> list[Hit]:
         """Hybrid search; pass `vector` when the query is already embedded.

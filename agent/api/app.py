@@ -114,9 +114,8 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
             )
             connector = asyncio.create_task(_connect_milvus(settings, retriever, enc.dim, metrics))
             stack.push_async_callback(_cancel, connector)
-            with suppress(asyncio.TimeoutError):
-                # Usually quick (Lite, or a healthy server); if not, keep starting and retry behind.
-                await asyncio.wait_for(asyncio.shield(connector), timeout=MILVUS_START_WAIT_S)
+            # Usually quick (Lite, or a healthy server); if not, keep starting and retry behind.
+            await asyncio.wait({connector}, timeout=MILVUS_START_WAIT_S)
             if connector.done() and connector.exception() is not None:
                 # Refused credentials, or out of attempts: fail the start, with the exit code.
                 app.state.startup_error = connector.exception()

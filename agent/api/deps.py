@@ -149,7 +149,7 @@ async def require_caller(request: Request, keys: ApiKeysDep, limiter: LimiterDep
 CallerDep = Annotated[Caller, Depends(require_caller)]
 
 
-def enforce_limit(value: Any, limit: int, loc: tuple[str, ...], what: str = "characters") -> None:
+def enforce_limit(value: Any, limit: int, loc: tuple[str | int, ...], what: str = "characters") -> None:
     """Raise the same 422 FastAPI gives for schema errors, naming the field, for a configured limit."""
     size = value if isinstance(value, int) else len(value)
     if size > limit:
@@ -159,7 +159,7 @@ def enforce_limit(value: Any, limit: int, loc: tuple[str, ...], what: str = "cha
         raise RequestValidationError([{"loc": loc, "msg": msg, "type": kind}])
 
 
-def enforce_metadata_limits(metadata: dict[str, Any], settings: Settings, loc: tuple[str, ...]) -> None:
+def enforce_metadata_limits(metadata: dict[str, Any], settings: Settings, loc: tuple[str | int, ...]) -> None:
     """Metadata is copied onto every chunk and into every hit: bound its size and its nesting."""
     size = len(json.dumps(metadata, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
     if size > settings.max_metadata_bytes:

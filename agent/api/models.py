@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from typing_extensions import TypeAliasType
 
 from agent.perception import VISIBLE_TEXT_PATTERN
@@ -20,17 +20,48 @@ DOCUMENT_ID_PATTERN = r"^[^\x00-\x1f\x7f]{1,256}$"
 SESSION_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
 
 
-# Metadata is stored in Milvus's JSON field: integers are 64-bit there, and JSON has no NaN or
-# Infinity (Python's decoder accepts both). Spelling that out here makes the schema say so too.
+# Metadata is stored in Milvus's JSON field, and JSON has no NaN or Infinity (Python's decoder
+# accepts both). Numbers are bounded by +-2**53, where every integer is exact as a double: so a
+# validator comparing in doubles and one comparing exactly agree on every input, and the schema
+# and the server can say the same thing. Integers are judged by the integer branch only (a
+# float branch that took them would round 2**53 + 1 down into range).
+MAX_METADATA_NUMBER = 2**53
+
+
+def _integers_elsewhere(value: Any) -> Any:
+    if isinstance(value, int):
+        raise ValueError(f"integers must lie within +-{MAX_METADATA_NUMBER}")
+    return value
+
+
 MetadataValue = TypeAliasType("MetadataValue", Union[  # noqa: UP007 (a string forward reference needs Union)
-    None, bool, Annotated[int, Field(ge=-(2**63), le=2**63 - 1)],
-    Annotated[float, Field(ge=-(2**63), le=2**63 - 1, allow_inf_nan=False)],
+    None, bool, Annotated[int, Field(ge=-MAX_METADATA_NUMBER, le=MAX_METADATA_NUMBER)],
+    Annotated[float, Field(ge=-MAX_METADATA_NUMBER, le=MAX_METADATA_NUMBER, allow_inf_nan=False),
+              BeforeValidator(_integers_elsewhere)],
     str, list["MetadataValue"], dict[str, "MetadataValue"]])
+
+
+# Request bodies are validated strictly: no "5" for 5 or "true" for true, which the schema
+# (JSON types) does not allow either.
+STRICT = ConfigDict(strict=True)
+
+
+def _json_integer(value: Any) -> Any:
+    if isinstance(value, (bool, str)):
+        raise ValueError("Input should be a valid integer")
+    return value
+
+
+# JSON Schema integers: 5 or 5.0 (an integral number), never "5", true or 5.5. (Bounds go in the
+# Field before the validator, or they drop out of the generated schema.)
+TopK = Annotated[int, Field(strict=False, ge=1, le=1000), BeforeValidator(_json_integer)]
+TokenLimit = Annotated[int, Field(strict=False, ge=1), BeforeValidator(_json_integer)]
 
 
 class DocumentIn(BaseModel):
     """One document to index. Re-sending an id replaces that document's chunks."""
 
+    model_config = STRICT
     id: str = Field(..., pattern=DOCUMENT_ID_PATTERN, description="Stable id; re-ingest replaces.")
     text: str = Field(..., min_length=1, max_length=5_000_000)
     metadata: dict[str, MetadataValue] = Field(default_factory=dict, description="Returned with every hit.")
@@ -40,6 +71,7 @@ class DocumentIn(BaseModel):
 
 
 class DocumentsRequest(BaseModel):
+    model_config = STRICT
     documents: list[DocumentIn] = Field(..., min_length=1, max_length=10_000, description=(
         "An id sent more than once in one request is written once, with its last occurrence, "
         "as if the documents had been sent one after the other."))
@@ -61,8 +93,9 @@ class DeleteDocumentResponse(BaseModel):
 
 
 class RetrieveRequest(BaseModel):
+    model_config = STRICT
     query: str = Field(..., min_length=1, max_length=100_000)
-    top_k: int = Field(5, ge=1, le=1000, description="Hits to return (at most AGENT_MAX_TOP_K).")
+    top_k: TopK = Field(5, description="Hits to return (at most AGENT_MAX_TOP_K).")
 
 
 class HitOut(BaseModel):
@@ -80,6 +113,7 @@ class RetrieveResponse(BaseModel):
 
 
 class ChatRequest(BaseModel):
+    model_config = STRICT
     message: str = Field(..., min_length=1, max_length=100_000, pattern=VISIBLE_TEXT_PATTERN,
                          description="At least one character that is not blank (whitespace or control).")
     session_id: str | None = Field(None, pattern=SESSION_ID_PATTERN,
@@ -110,6 +144,7 @@ class SessionResponse(BaseModel):
 
 
 class InvokeRequest(BaseModel):
+    model_config = STRICT
     tool: str = Field(..., min_length=1, max_length=64)
     arguments: dict[str, Any] = Field(default_factory=dict)
 
@@ -149,13 +184,13 @@ class ErrorResponse(BaseModel):
 
 # ---------------------------------------------------------------- OpenAI-compatible
 class ContentPart(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     type: str
     text: str | None = None
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     role: Literal["system", "user", "assistant", "tool", "developer"]
     content: str | list[ContentPart] | None = None
 
@@ -172,7 +207,7 @@ class ChatCompletionRequest(BaseModel):
     chit-chat replies); what each generator does with them is in docs/agent.md.
     """
 
-    model_config = ConfigDict(extra="allow", json_schema_extra={"not": {
+    model_config = ConfigDict(extra="allow", strict=True, json_schema_extra={"not": {
         "required": ["max_tokens", "max_completion_tokens"],
         "properties": {"max_tokens": {"type": "integer"}, "max_completion_tokens": {"type": "integer"}}}})
     model: str = "rag-agent"
@@ -193,13 +228,13 @@ class ChatCompletionRequest(BaseModel):
         None, ge=0, le=2,
         description="Sampling temperature sent to the openai generator (default 0). "
                     "The extractive generator does not sample and ignores it.")
-    max_tokens: int | None = Field(
-        None, ge=1,
+    max_tokens: TokenLimit | None = Field(
+        None,
         description="Upper bound on the answer's length. openai generator: model tokens, capped at "
                     "AGENT_GENERATOR_MAX_TOKENS (also the default). Extractive generator: words, "
                     "citation marks included, in whole sentences; the best sentence is always kept.")
-    max_completion_tokens: int | None = Field(
-        None, ge=1, description="OpenAI's newer name for max_tokens; send one of the two.")
+    max_completion_tokens: TokenLimit | None = Field(
+        None, description="OpenAI's newer name for max_tokens; send one of the two.")
 
     @model_validator(mode="after")
     def _one_token_limit(self) -> ChatCompletionRequest:

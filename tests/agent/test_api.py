@@ -374,3 +374,17 @@ def test_openapi_schema_has_models_for_every_route(corpus_client: TestClient) ->
     for path in ("/tools", "/sessions/{session_id}", "/healthz", "/readyz", "/documents/{document_id}"):
         op = next(iter(schema["paths"][path].values()))
         assert "$ref" in str(op["responses"]["200"]), path
+
+
+def test_docs_and_readyz_details_can_be_kept_for_key_holders(make_settings, encoder) -> None:
+    with TestClient(create_app(make_settings(docs_access="auth", readyz_details="auth"), encoder=encoder)) as client:
+        assert client.get("/openapi.json").status_code == 401
+        assert client.get("/openapi.json", headers=AUTH).json()["info"]["title"] == "rag-platform agent"
+        assert client.get("/docs").status_code == 404 and client.get("/redoc").status_code == 404
+        anonymous = client.get("/readyz")
+        assert anonymous.status_code == 200
+        assert all(check["detail"] is None for check in anonymous.json()["checks"].values())
+        assert client.get("/readyz", headers=AUTH).json()["checks"]["redis"]["detail"]["target"]
+    with TestClient(create_app(make_settings(docs_access="off"), encoder=encoder)) as client:
+        for path in ("/openapi.json", "/docs", "/redoc"):
+            assert client.get(path, headers=AUTH).status_code == 404

@@ -187,3 +187,39 @@ def test_control_characters_and_unicode_everywhere_are_answered(corpus_client) -
     stored = next(h for h in hits if h["document_id"] == "nasty")
     assert stored["metadata"] == {nasty: nasty, "n": [nasty, {"x": nasty}]}
     assert corpus_client.delete("/documents/nasty", headers=AUTH).status_code == 200
+
+
+# ------------------------------------------------------------------ bounded sizes
+def test_metadata_is_bounded_so_responses_are_too(corpus_client) -> None:
+    # The request: 1.2 MB of metadata, copied onto each of 50 chunks, a 60 MB /retrieve.
+    huge = {"documents": [{"id": "fat", "text": "Walruses haul out on ice floes. " * 1500,
+                           "metadata": {"blob": "x" * 1_200_000}}]}
+    response = corpus_client.post("/documents", headers=AUTH, json=huge)
+    assert response.status_code == 422, response.text[:300]
+    assert response.json()["detail"][0]["loc"] == ["body", "documents", 0, "metadata"]
+    assert "AGENT_MAX_METADATA_BYTES" in response.json()["message"]
+    deep: dict = {}
+    for _ in range(9):
+        deep = {"d": deep}
+    too_deep = corpus_client.post("/documents", headers=AUTH, json={"documents": [
+        {"id": "deep", "text": "t", "metadata": deep}]})
+    assert too_deep.status_code == 422 and "AGENT_MAX_METADATA_DEPTH" in too_deep.json()["message"]
+
+    # At the limit: every hit carries it, and the largest /retrieve stays under a megabyte.
+    fat = {"documents": [{"id": "fat", "text": "Walruses haul out on ice floes. " * 1500,
+                          "metadata": {"blob": "x" * 8000}}]}
+    assert corpus_client.post("/documents", headers=AUTH, json=fat).status_code == 200
+    biggest = corpus_client.post("/retrieve", headers=AUTH, json={"query": "walrus ice floes", "top_k": 50})
+    assert biggest.status_code == 200 and len(biggest.json()["hits"]) >= 40
+    assert len(biggest.content) < 1_000_000, len(biggest.content)
+    assert corpus_client.delete("/documents/fat", headers=AUTH).status_code == 200
+
+
+def test_huge_and_deeply_nested_bodies_are_refused_fast(corpus_client) -> None:
+    for body in (b'{"message": "' + b"a" * 3_000_000 + b'"}',          # over AGENT_MAX_BODY_BYTES
+                 b'{"message": "hi", "x": ' + b"[" * 500_000 + b"]" * 500_000 + b"}",
+                 b'{"message": "hi", "x": ' + b'{"a":' * 200 + b"1" + b"}" * 200 + b"}"):
+        start = time.perf_counter()
+        response = corpus_client.post("/chat", headers={**AUTH, "Content-Type": "application/json"}, content=body)
+        assert response.status_code in (413, 422), response.text[:200]
+        assert time.perf_counter() - start < 5

@@ -42,6 +42,10 @@ class CountingEncoder:
         self.calls.append(len(texts))
         return self.inner.encode(texts, batch_size)
 
+    async def encode_async(self, texts, batch_size=None):
+        self.calls.append(len(texts))
+        return await self.inner.encode_async(texts, batch_size)
+
 
 def answers(retriever: Retriever, generator: ExtractiveGenerator) -> list[tuple[str, list[str], bool]]:
     async def run() -> list[tuple[str, list[str], bool]]:

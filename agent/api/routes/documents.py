@@ -22,8 +22,8 @@ router = APIRouter(route_class=AgentRoute, tags=["documents"], dependencies=[Dep
 async def ingest(body: DocumentsRequest, s: SettingsDep, retriever: RetrieverDep) -> DocumentsResponse:
     enforce_limit(len(body.documents), s.max_documents_per_request, ("body", "documents"))
     for i, doc in enumerate(body.documents):
-        enforce_limit(doc.text, s.max_document_chars, ("body", "documents", str(i), "text"))
-        enforce_metadata_limits(doc.metadata, s, ("body", "documents", str(i), "metadata"))
+        enforce_limit(doc.text, s.max_document_chars, ("body", "documents", i, "text"))
+        enforce_metadata_limits(doc.metadata, s, ("body", "documents", i, "metadata"))
     result = await retriever.ingest([SourceDocument(d.id, d.text, d.metadata, d.title) for d in body.latest_by_id()])
     return DocumentsResponse(documents=result.documents, chunks=result.chunks,
                              replaced_chunks=result.replaced_chunks)

@@ -45,11 +45,11 @@ router = APIRouter(route_class=AgentRoute, tags=["openai"], dependencies=[Depend
 async def chat_completions(body: ChatCompletionRequest, settings: SettingsDep, executor: ExecutorDep):
     for i, m in enumerate(body.messages):     # the schema bounds every message, so does the server
         if isinstance(m.content, str):
-            enforce_limit(m.content, settings.max_message_chars, ("body", "messages", str(i), "content"))
+            enforce_limit(m.content, settings.max_message_chars, ("body", "messages", i, "content"))
         for j, part in enumerate(m.content if isinstance(m.content, list) else []):
             if part.text is not None:
                 enforce_limit(part.text, settings.max_message_chars,
-                              ("body", "messages", str(i), "content", str(j), "text"))
+                              ("body", "messages", i, "content", j, "text"))
     last = max(i for i, m in enumerate(body.messages) if m.role == "user")   # the schema requires one
     question = body.messages[last].text()
     history = [Message(m.role, m.text(), intent=Intent.QUESTION.value if m.role == "user" else None)
