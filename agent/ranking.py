@@ -1,7 +1,8 @@
-"""Rank fusion for hybrid retrieval, and the phrase-match signal that joins it.
+"""Rank fusion for hybrid retrieval (`Ranking`, run by the Retriever), and the phrase-match signal.
 
 Dense and BM25 results are fused by reciprocal rank (RRF): each list adds 1 / (k + rank) to a
-chunk's score. Both lists are bags of words or meanings, so neither sees word *order*: a pasted
+chunk's score; document-level lists (documents by best sentence, by whole-document BM25) add to
+every chunk of the documents they rank (see `Ranking`). Both lists are bags of words or meanings, so neither sees word *order*: a pasted
 error message or a half-remembered sentence finds its chunk in BM25's top few, and RRF then lets a
 dense near-miss (often the overlapping neighbour chunk) outrank it.
 
@@ -21,7 +22,7 @@ from typing import TypeVar
 
 from agent.types import Hit
 
-RRF_K = 60  # the constant of Cormack et al. (2009), Milvus's RRFRanker default
+RRF_K = 60  # the constant of Cormack et al. (2009); Ranking uses 10 (measured: docs/benchmarks.md)
 DEFAULT_PHRASE_MIN_COVERAGE = 0.95
 
 _WORD = re.compile(r"\w+")
