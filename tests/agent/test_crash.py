@@ -19,7 +19,7 @@ from .conftest import AgentProcess
 DOCS = ("alpha", "bravo", "charlie")
 STEPS = ("insert:partial", "insert", "flush", "delete")
 # Small chunks: every document spans several, so a half-written version is visible as such.
-ENV = {"AGENT_CHUNK_SIZE_CHARS": "200", "AGENT_CHUNK_OVERLAP_CHARS": "20"}
+ENV = {"AGENT_CHUNK_SIZE_TOKENS": "64", "AGENT_CHUNK_OVERLAP_TOKENS": "8"}
 
 
 def _text(doc: str, version: int) -> str:
