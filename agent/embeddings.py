@@ -28,6 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from agent.torch_adapter import gelu_
+
 
 def default_model_path() -> Path:
     """The all-MiniLM-L6-v2 weights shipped as a pip package: no model hub at runtime."""
@@ -219,7 +221,7 @@ class Encoder:
             x = F.layer_norm(F.linear(ctx, layer.out_w, layer.out_b).add_(x), (dim,),
                              layer.ln1_w, layer.ln1_b, self.eps)
             h = torch.addmm(layer.ff1_b, x, layer.ff1_w.t(), out=scratch.hidden[:total])
-            torch._C._nn.gelu_(h)                                 # in place, exact (erf) GELU
+            gelu_(h)                                              # in place, exact (erf) GELU
             x = F.layer_norm(F.linear(h, layer.ff2_w, layer.ff2_b).add_(x), (dim,),
                              layer.ln2_w, layer.ln2_b, self.eps)
         # Mean over each text's real tokens, as one small matmul with a (texts x tokens) matrix.

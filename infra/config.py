@@ -111,15 +111,85 @@ class CanaryConfig(_Model):
     pauseSeconds: list[int] = Field(default_factory=lambda: [300, 600], description="pause after the 5% and 20% steps")
     p95ThresholdSeconds: float = Field(0.8, gt=0, description="analysis fails when p95 latency exceeds this")
     maxErrorRate: float = Field(0.01, gt=0, lt=1, description="analysis fails when the 5xx ratio exceeds this")
-    prometheusAddress: str = "http://prometheus-operated.monitoring.svc.cluster.local:9090"
-    analysisIntervalSeconds: int = Field(60, ge=10)
-    failureLimit: int = Field(1, ge=0)
+    minRequests: int = Field(
+        20, ge=1, description="canary requests (probes and scrapes excluded) a measurement window needs to count as "
+        "evidence; fewer makes the measurement inconclusive, which pauses the Rollout for a person")
+    inconclusiveLimit: int = Field(
+        0, ge=0, description="inconclusive measurements (too little canary traffic) tolerated before the Rollout pauses")
+    analysisIntervalSeconds: int = Field(60, ge=10, description="seconds between measurements")
+    failureLimit: int = Field(1, ge=0, description="failed measurements tolerated before the rollout aborts")
 
     @model_validator(mode="after")
     def _pauses(self) -> CanaryConfig:
         if len(self.pauseSeconds) != 2:
-            raise ValueError("pauseSeconds needs exactly two values: after the 5% step and after the 20% step")
+            raise ValueError("pauseSeconds needs exactly two values: after the 5% and after the 20% step")
+        # Background analysis starts at the first pause and is terminated (as Successful) when the
+        # Rollout reaches 100%: a canary promoted before its first measurement was never judged.
+        needed = self.initial_delay_seconds + self.analysisIntervalSeconds
+        if sum(self.pauseSeconds) < needed:
+            raise ValueError(
+                f"pauseSeconds {self.pauseSeconds} add up to {sum(self.pauseSeconds)}s, but the analysis takes its "
+                f"first measurement after {self.initial_delay_seconds}s (one full window) and its second "
+                f"{self.analysisIntervalSeconds}s later: make the pauses add up to at least {needed}s or lower "
+                "analysisIntervalSeconds")
         return self
+
+    @property
+    def window_seconds(self) -> int:
+        """The rate window of every analysis query: two scrape-independent intervals, at least a minute."""
+        return max(2 * self.analysisIntervalSeconds, 60)
+
+    @property
+    def initial_delay_seconds(self) -> int:
+        """The first measurement waits for one full window of canary traffic."""
+        return self.window_seconds
+
+
+class WebhookTlsConfig(_Model):
+    """TLS for the webhook host: an existing Secret, or one cert-manager issues. Exactly one."""
+
+    secretName: str | None = Field(None, description="existing kubernetes.io/tls Secret in the CI namespace")
+    clusterIssuer: str | None = Field(None, description="cert-manager ClusterIssuer that issues the certificate")
+
+    @model_validator(mode="after")
+    def _one(self) -> WebhookTlsConfig:
+        if bool(self.secretName) == bool(self.clusterIssuer):
+            raise ValueError("set exactly one of secretName (an existing TLS Secret) or clusterIssuer (cert-manager)")
+        return self
+
+
+class WebhookConfig(_Model):
+    """How GitHub's webhook reaches the EventListener from outside the cluster."""
+
+    exposure: Literal["ingress", "external"] = Field(
+        "ingress", description="'ingress': an Ingress on `host` exposes only the listener's path; 'external': the "
+        "listener is reached another way (a gateway or tunnel you run) at `externalUrl`")
+    host: str | None = Field(
+        None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$",
+        description="public DNS name GitHub posts to, e.g. ci.example.com (exposure: ingress)")
+    path: str = Field("/hooks/github", pattern=r"^/[-a-z0-9/]*[a-z0-9]$",
+                      description="the one URL path routed to the listener; nothing else on the host is")
+    ingressClass: str = Field("nginx", description="IngressClass of the controller that serves the host")
+    ingressControllerNamespace: str = Field(
+        "ingress-nginx", description="namespace of the pods that forward webhooks to the listener (the ingress "
+        "controller, or your gateway with exposure external); the listener admits only them")
+    tls: WebhookTlsConfig | None = Field(None, description="TLS for the host: secretName or clusterIssuer")
+    externalUrl: str | None = Field(
+        None, pattern=r"^https://", description="public https URL GitHub posts to (exposure: external)")
+
+
+class RegistryAuthConfig(_Model):
+    """How kaniko authenticates its push: an explicit choice, never 'whatever the node has'."""
+
+    method: Literal["dockerConfig", "workloadIdentity"] = Field(
+        description="'dockerConfig': the secret `registryDockerConfig` (a docker config.json); 'workloadIdentity': "
+        "the image builder's ServiceAccount carries your cloud's identity annotation")
+    serviceAccountAnnotations: dict[str, str] = Field(
+        default_factory=dict, description="workloadIdentity: annotations of the image-builder ServiceAccount, e.g. "
+        "eks.amazonaws.com/role-arn: arn:aws:iam::<account>:role/<role> or iam.gke.io/gcp-service-account: <sa>")
+    credHelper: str | None = Field(
+        None, pattern=r"^[a-z0-9][-a-z0-9]*$",
+        description="workloadIdentity: docker credential helper kaniko uses for the push registry (e.g. ecr-login)")
 
 
 class CicdConfig(_Model):
@@ -128,6 +198,55 @@ class CicdConfig(_Model):
     gitRevision: str = "main"
     pushRepository: str | None = Field(None, description="where kaniko pushes images (default: image.repository)")
     runTests: bool = True
+    webhook: WebhookConfig = Field(WebhookConfig(), description="how GitHub's webhook reaches the listener")
+    registryAuth: RegistryAuthConfig | None = Field(
+        None, description="how kaniko authenticates its push: method dockerConfig or workloadIdentity")
+
+
+class MonitoringConfig(_Model):
+    """The Prometheus the canary analysis queries, and what makes it scrape the agent and Argo Rollouts."""
+
+    mode: Literal["install", "existing"] = Field(
+        "install", description="'install': kube-prometheus-stack (pinned) in rag-<env>-monitoring; 'existing': "
+        "a Prometheus (operator) you already run, at `prometheusAddress` in `namespace`")
+    namespace: str | None = Field(
+        None, description="existing: namespace of the Prometheus pods (NetworkPolicies admit them); "
+        "install: leave unset (rag-<env>-monitoring)")
+    prometheusAddress: str | None = Field(
+        None, pattern=r"^https?://", description="existing: URL the analysis queries; install: derived")
+    prometheusPodLabels: dict[str, str] = Field(
+        default_factory=lambda: {"app.kubernetes.io/name": "prometheus"},
+        description="labels of the Prometheus pods (the operator sets app.kubernetes.io/name: prometheus)")
+    monitorLabels: dict[str, str] = Field(
+        default_factory=dict, description="extra labels on the PodMonitors so an existing Prometheus selects them "
+        "(e.g. release: kube-prometheus-stack)")
+    replicas: int | None = Field(None, ge=1, description="install: Prometheus replicas (default 2 with "
+                                 "highAvailability, else 1)")
+    scrapeIntervalSeconds: int = Field(15, ge=5, le=60, description="how often the agent and the controller are scraped")
+    retention: str = Field("15d", pattern=r"^[0-9]+[smhdwy]$", description="install: how long samples are kept")
+    storageSize: str | None = Field("20Gi", description="install: PVC per replica; null keeps data in an emptyDir")
+    storageClass: str | None = None
+
+    @model_validator(mode="after")
+    def _existing(self) -> MonitoringConfig:
+        if self.mode == "existing" and not (self.prometheusAddress and self.namespace):
+            raise ValueError("mode existing needs prometheusAddress (the URL the analysis queries) and namespace "
+                             "(where its pods run, for the NetworkPolicies)")
+        if self.mode == "install" and (self.prometheusAddress or self.namespace):
+            raise ValueError("mode install derives prometheusAddress and namespace; remove them "
+                             "(or use mode: existing)")
+        return self
+
+
+class ReviewConfig(_Model):
+    """The pull-request preview pipeline (infra/components/review.py); one stack's CI runs it."""
+
+    enabled: bool = Field(False, description="preview every pull request and post the diff (needs cicd and githubToken)")
+    githubApiUrl: str = Field("https://api.github.com", pattern=r"^https://[^\s/]+(/[^\s]*)?$",
+                              description="GitHub REST API base URL (GitHub Enterprise: https://<host>/api/v3)")
+    statusContext: str = Field("rag-platform/preview", min_length=1, max_length=100,
+                               description="the commit status context the pipeline sets on the head commit")
+    allowForks: bool = Field(False, description="also preview pull requests from forks (runs their code in the cluster)")
 
 
 class GpuPool(_Model):
@@ -190,14 +309,19 @@ class StackConfig(_Model):
     redis: RedisConfig = RedisConfig()
     milvus: MilvusConfig = MilvusConfig()
     canary: CanaryConfig = CanaryConfig()
+    monitoring: MonitoringConfig = Field(
+        MonitoringConfig(), description="the Prometheus the canary analysis queries: mode install or existing")
     cicd: CicdConfig
+    review: ReviewConfig = ReviewConfig()
     gpu: GpuConfig = GpuConfig()
     generator: ExternalGeneratorConfig | None = Field(
         None, description="external OpenAI-compatible generator (needs llmApiKey); null: extractive or the GPU model server")
     # External secrets (`pulumi config set --secret`); optional: a default exists for each.
     llmApiKey: SecretStr | None = Field(None, description="API key for the external `generator`; unused with the in-cluster model server")
     registryDockerConfig: SecretStr | None = Field(
-        None, description="docker config.json for kaniko pushes; unset: rely on node/IRSA credentials")
+        None, description="docker config.json for kaniko pushes (with cicd.registryAuth.method: dockerConfig)")
+    githubToken: SecretStr | None = Field(
+        None, description="GitHub token the pull-request pipeline comments and sets statuses with (review.enabled)")
 
     @model_validator(mode="after")
     def _cross_checks(self) -> StackConfig:
@@ -215,6 +339,9 @@ class StackConfig(_Model):
         if self.generator is not None and self.llmApiKey is None:
             raise ValueError("generator: an external endpoint needs its key; "
                              "run `pulumi config set --secret llmApiKey <key>`")
+        if self.review.enabled and not (self.cicd.enabled and self.githubToken is not None):
+            raise ValueError("review.enabled needs cicd.enabled (Tekton) and the GitHub token: "
+                             "run `pulumi config set --secret githubToken <token>`")
         if self.kubernetes.renderYamlToDirectory and self.gpu.enabled:
             raise ValueError("renderYamlToDirectory is for laptop stacks; GPU pools need a real cluster")
         return self
@@ -222,6 +349,16 @@ class StackConfig(_Model):
     @property
     def push_repository(self) -> str:
         return self.cicd.pushRepository or self.image.repository
+
+    @property
+    def monitoring_namespace(self) -> str:
+        return self.monitoring.namespace or f"rag-{self.environment}-monitoring"
+
+    @property
+    def prometheus_address(self) -> str:
+        # prometheus-operated: the Service the operator creates for every Prometheus in its namespace.
+        return (self.monitoring.prometheusAddress
+                or f"http://prometheus-operated.{self.monitoring_namespace}.svc.cluster.local:9090")
 
 
 def _field_help(model: type[BaseModel], loc: tuple[Any, ...]) -> str | None:
@@ -294,7 +431,11 @@ def parse_stack_config(stack: str, raw: Mapping[str, str], secret_keys: set[str]
         raise ConfigError(
             f"{stack_file(stack)}: {PROJECT}:environment is '{cfg.environment}' but the stack is '{stack}'\n"
             f"    fix: set `{PROJECT}:environment: {stack}` (one stack per environment)")
-    for secret_field in ("llmApiKey", "registryDockerConfig"):
+    problems = release_path_problems(stack, cfg)
+    if problems:
+        raise ConfigError(f"{stack_file(stack)}: the release path is incomplete ({len(problems)} problem(s))\n"
+                          + "\n".join(problems))
+    for secret_field in ("llmApiKey", "registryDockerConfig", "githubToken"):
         full = f"{PROJECT}:{secret_field}"
         if full in raw and full not in secret_keys:
             raise ConfigError(
@@ -304,10 +445,64 @@ def parse_stack_config(stack: str, raw: Mapping[str, str], secret_keys: set[str]
     return cfg
 
 
+def release_path_problems(stack: str, cfg: StackConfig) -> list[str]:
+    """What CI/CD needs before a push can reach a canary: a way in for the webhook, and push credentials.
+
+    Checked after the model (these span keys), each problem naming its key and the fix.
+    """
+    if not cfg.cicd.enabled:
+        return []
+    out: list[str] = []
+
+    def problem(key: str, msg: str, fix: str) -> None:
+        out.append(f"  - {PROJECT}:{key}: {msg}\n    fix: {fix}")
+
+    hook = cfg.cicd.webhook
+    if hook.exposure == "ingress":
+        if not hook.host:
+            problem("cicd.webhook.host", "CI/CD is enabled but GitHub has no way in: the EventListener is "
+                    "cluster-internal without a public host",
+                    "set `cicd.webhook.host` to the DNS name GitHub posts to (with `cicd.webhook.tls`), or set "
+                    "`cicd.webhook.exposure: external` and `cicd.webhook.externalUrl` if the listener is reached "
+                    "another way")
+        if hook.tls is None:
+            problem("cicd.webhook.tls", "GitHub posts the webhook (and its signature) over https only here",
+                    "set `cicd.webhook.tls.secretName` (an existing TLS Secret in the CI namespace) or "
+                    "`cicd.webhook.tls.clusterIssuer` (cert-manager)")
+    elif not hook.externalUrl:
+        problem("cicd.webhook.externalUrl", "exposure external says the listener is reached another way, "
+                "but not at which URL", "set `cicd.webhook.externalUrl` to the public https URL GitHub posts to")
+    auth = cfg.cicd.registryAuth
+    secret_fix = (f'pulumi config set --secret registryDockerConfig "$(cat config.json)" -s {stack}')
+    if auth is None:
+        problem("cicd.registryAuth.method", "CI/CD pushes images but no registry authentication is chosen "
+                "(kaniko would push without credentials)",
+                "set `cicd.registryAuth.method: dockerConfig` and run `" + secret_fix + "`, or set "
+                "`cicd.registryAuth.method: workloadIdentity` with `serviceAccountAnnotations` "
+                "(e.g. eks.amazonaws.com/role-arn)")
+    elif auth.method == "dockerConfig":
+        if cfg.registryDockerConfig is None:
+            problem("registryDockerConfig", "registryAuth.method is dockerConfig but the secret is not set",
+                    "run `" + secret_fix + "`")
+        if auth.serviceAccountAnnotations or auth.credHelper:
+            problem("cicd.registryAuth.serviceAccountAnnotations", "only workloadIdentity uses annotations and "
+                    "credHelper", "remove them, or set `cicd.registryAuth.method: workloadIdentity`")
+    else:
+        if not auth.serviceAccountAnnotations:
+            problem("cicd.registryAuth.serviceAccountAnnotations", "workloadIdentity needs the annotation your "
+                    "cloud maps to an identity",
+                    "set e.g. `eks.amazonaws.com/role-arn: arn:aws:iam::<account>:role/<role>` (EKS IRSA) or "
+                    "`iam.gke.io/gcp-service-account: <name>@<project>.iam.gserviceaccount.com` (GKE)")
+        if cfg.registryDockerConfig is not None:
+            problem("registryDockerConfig", "set, but registryAuth.method is workloadIdentity (two credentials, "
+                    "unclear which pushes)", f"run `pulumi config rm registryDockerConfig -s {stack}` or set "
+                    "`cicd.registryAuth.method: dockerConfig`")
+    return out
+
+
 def load_stack_config() -> StackConfig:
     """Read the running program's config (as the CLI passed it) into a `StackConfig`."""
-    from pulumi.runtime import config as runtime_config
+    from infra.sdk_adapter import stack_config
 
-    raw = dict(runtime_config.CONFIG.get())
-    secret_keys = {k for k in raw if runtime_config.is_config_secret(k)}
+    raw, secret_keys = stack_config()
     return parse_stack_config(pulumi.get_stack(), raw, secret_keys)

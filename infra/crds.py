@@ -15,6 +15,7 @@ CRD_INSTALLERS: dict[str, str] = {
     "argoproj.io": "argo-rollouts",
     "karpenter.sh": "karpenter",
     "karpenter.k8s.aws": "karpenter",
+    "monitoring.coreos.com": "kube-prometheus-stack",
 }
 
 BUILTIN_GROUPS = {
@@ -32,6 +33,9 @@ def check_crd_dependencies(resources: list[dict[str, Any]]) -> list[str]:
     """Problems (empty when fine): custom resources whose CRD installer is not among their dependencies."""
     urn_name = {r["urn"]: r["name"] for r in resources}
     installers = {r["name"] for r in resources if r["type"].startswith(("kubernetes:helm.sh/", "kubernetes:yaml/"))}
+    # A component may vouch that the cluster already has a group's CRDs (an existing install the
+    # stack points at, e.g. monitoring mode `existing`): `crdsFromCluster: [group, ...]` in its inputs.
+    from_cluster = {g for r in resources if not r.get("custom") for g in (r.get("inputs") or {}).get("crdsFromCluster", [])}
     problems = []
     for r in resources:
         inputs = r.get("inputs") or {}
@@ -42,6 +46,8 @@ def check_crd_dependencies(resources: list[dict[str, Any]]) -> list[str]:
             continue
         installer = CRD_INSTALLERS.get(group)
         label = f"{inputs['kind']} {r['name']}"
+        if group in from_cluster:
+            continue
         if installer is None:
             problems.append(f"{label}: API group '{group}' has no known CRD installer (add it to infra/crds.py)")
         elif installer not in installers:

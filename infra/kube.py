@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-from pulumi_kubernetes import _utilities as k8s_utilities
+
+from infra.sdk_adapter import kubernetes_resource_opts
 
 PART_OF = "rag-platform"
 Manifest = dict[str, Any]
@@ -106,7 +107,7 @@ class KubeObject(pulumi.CustomResource):
     def __init__(self, manifest: Manifest, opts: pulumi.ResourceOptions | None = None,
                  name: str | None = None) -> None:
         props = copy.copy(manifest)
-        opts = pulumi.ResourceOptions.merge(k8s_utilities.get_resource_opts_defaults(), opts)
+        opts = pulumi.ResourceOptions.merge(kubernetes_resource_opts(), opts)
         super().__init__(token_for(manifest["kind"], manifest["apiVersion"]), name or resource_name(manifest),
                          props, opts)
         self.kind: str = manifest["kind"]

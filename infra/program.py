@@ -1,7 +1,7 @@
 """Wires the components of one stack together, layer by layer.
 
-provider -> namespaces -> secrets -> cluster services (Redis, Milvus, Tekton, Argo Rollouts, GPU)
--> the agent -> its CI/CD. Each layer only reads what the layer below exposes.
+provider -> namespaces -> secrets -> cluster services (Redis, Milvus, Tekton, Argo Rollouts,
+monitoring, GPU) -> the agent -> its CI/CD. Each layer only reads what the layer below exposes.
 """
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ from infra.components.agent import Agent, GeneratorEndpoint
 from infra.components.cicd import AgentPipeline, Tekton
 from infra.components.gpu import GpuPlatform
 from infra.components.milvus import Milvus
+from infra.components.monitoring import Monitoring
 from infra.components.namespaces import PlatformNamespaces
 from infra.components.redis import Redis
+from infra.components.review import ReviewPipeline
 from infra.components.rollouts import ArgoRollouts
 from infra.components.secrets import PlatformSecrets
 from infra.config import StackConfig
@@ -37,6 +39,8 @@ def build_platform(cfg: StackConfig) -> dict[str, object]:
     milvus = Milvus("milvus", cfg, ns, secrets.names.minio,
                     pulumi.ResourceOptions(provider=provider, depends_on=[namespaces, secrets]))
     rollouts = ArgoRollouts("argo-rollouts", cfg, ns, ns_dep)
+    # After Argo Rollouts: the controller's PodMonitor selects its pods, and the analysis asks this Prometheus.
+    monitoring = Monitoring("monitoring", cfg, ns, ns_dep)
     gpu = GpuPlatform("gpu", cfg, ns, secrets.names.model_server,
                       pulumi.ResourceOptions(provider=provider, depends_on=[namespaces, secrets]))
     tekton = Tekton("tekton", opts)
@@ -51,12 +55,15 @@ def build_platform(cfg: StackConfig) -> dict[str, object]:
     pipeline = None
     if cfg.cicd.enabled:
         pipeline = AgentPipeline("agent-pipeline", cfg, ns, tekton=tekton, secrets=secrets.names,
-                                 has_registry_secret="registry" in secrets.secrets,
                                  opts=pulumi.ResourceOptions(provider=provider, depends_on=[namespaces, secrets]))
+    if cfg.review.enabled:  # pull-request previews; their Trigger joins the release listener
+        ReviewPipeline("review", cfg, ns, tekton=tekton, webhook_secret=secrets.names.webhook,
+                       opts=pulumi.ResourceOptions(provider=provider, depends_on=[namespaces, secrets]))
 
     return {
         "environment": cfg.environment,
         "namespaces": {"app": ns.app, "data": ns.data, "milvus": ns.milvus, "ci": ns.ci,
+                       "monitoring": monitoring.namespace,
                        **({"gpu": ns.gpu} if cfg.gpu.enabled else {})},
         "secretNames": {key: obj.manifest["metadata"]["name"] for key, obj in secrets.secrets.items()},
         "agentUrl": agent.internal_url,
@@ -66,5 +73,6 @@ def build_platform(cfg: StackConfig) -> dict[str, object]:
         "milvusUri": milvus.uri,
         "generatorBaseUrl": generator.base_url if generator else None,
         "webhookUrl": pipeline.webhook_url if pipeline else None,
+        "prometheusAddress": monitoring.address,
         "image": cfg.image.ref,
     }

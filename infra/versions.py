@@ -43,6 +43,9 @@ NVIDIA_DEVICE_PLUGIN_REPO = "https://nvidia.github.io/k8s-device-plugin"
 NVIDIA_DEVICE_PLUGIN_CHART_VERSION = "0.17.1"
 
 # Images we run ourselves.
+# Digests: none of these is pinned by digest yet; each was chosen from release notes without registry
+# access, and a guessed digest would break a deploy. Pin one as `<repo>:<tag>@sha256:<digest>` from
+# `crane digest <repo>:<tag>` where the registry is reachable (checkov's CKV_K8S_43 asks for it).
 # 7.4.10 carries the 2025/2026 Lua and client-eviction RCE fixes (CVE-2025-49844, CVE-2026-23479).
 REDIS_IMAGE = "docker.io/library/redis:7.4.10-bookworm"
 # v0.9.2 exists but is far behind upstream (v0.26.x); bumping needs a GPU smoke test of the server flags.
@@ -56,3 +59,13 @@ PYTHON_IMAGE = "docker.io/library/python:3.11.15-bookworm"
 # CPU wheels for the CI steps: a plain `pip install torch==...` from PyPI is a multi-GB CUDA build.
 TORCH_CPU_INDEX_URL = "https://download.pytorch.org/whl/cpu"
 KUBECTL_IMAGE = "registry.k8s.io/kubectl:v1.33.3"
+
+# Monitoring (mode install): kube-prometheus-stack brings the Prometheus Operator, its CRDs
+# (monitoring.coreos.com: PodMonitor, ServiceMonitor, Prometheus) and a Prometheus.
+# 88.5.x ships operator v0.93 and Prometheus v3.14 (its values.yaml image tag).
+KUBE_PROMETHEUS_STACK_CHART = "kube-prometheus-stack"
+KUBE_PROMETHEUS_STACK_REPO = "https://prometheus-community.github.io/helm-charts"
+KUBE_PROMETHEUS_STACK_CHART_VERSION = "88.5.3"
+# The same Prometheus for the CI `unit-tests` step's canary drill: the step copies /bin/prometheus
+# out of this image (busybox-based, so it has `sh` and `cp`; the -distroless variant has neither).
+PROMETHEUS_IMAGE = "quay.io/prometheus/prometheus:v3.14.0"

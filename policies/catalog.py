@@ -3,11 +3,11 @@ in the CrossGuard pack, the checker and the preview at once."""
 
 from __future__ import annotations
 
-from . import pod_security, rbac, service_accounts, stack_policies
+from . import aggregation, pod_security, rbac, service_accounts, stack_policies
 from .model import Policy
 
 POLICIES: tuple[Policy, ...] = (
-    rbac.POLICIES + service_accounts.POLICIES + pod_security.POLICIES + stack_policies.POLICIES
+    rbac.POLICIES + aggregation.POLICIES + service_accounts.POLICIES + pod_security.POLICIES + stack_policies.POLICIES
 )
 
 # Not a check over resources but over the config itself: an exemption must say why.

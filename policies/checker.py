@@ -5,7 +5,8 @@ multi-document streams and `kind: List` objects. Each object becomes a PolicyRes
 Pulumi type token (`kubernetes:<group>/<version>:<Kind>`, core group `core`) and goes through
 `policies.engine.check_resources`, exactly like the preview.
 
-Exit codes: 0 no mandatory violation, 1 at least one, 2 unreadable input or config.
+Exit codes: 0 no mandatory violation, 1 at least one, 2 unreadable input or config, or a policy that
+crashed (stderr names the policy and the object).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from .engine import PolicyConfigError, PolicyResource, Report, check_resources, load_pack_config
+from .engine import PolicyConfigError, PolicyCrash, PolicyResource, Report, check_resources, load_pack_config
 from .k8s import type_token
 
 EXIT_OK, EXIT_VIOLATIONS, EXIT_BAD_INPUT = 0, 1, 2
@@ -114,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m policies check",
         description="Check Kubernetes manifests against the rag-platform policy pack.",
-        epilog="Exit codes: 0 no mandatory violation, 1 at least one, 2 unreadable input or config.")
+        epilog="Exit codes: 0 no mandatory violation, 1 at least one, 2 unreadable input or config, or a "
+               "policy that crashed (the message names the policy and the object).")
     parser.add_argument("paths", nargs="+", metavar="PATH",
                         help="YAML file, directory (recursive *.yaml/*.yml) or - for stdin")
     parser.add_argument("--format", choices=("text", "json"), default="text")
@@ -134,7 +136,12 @@ def main(argv: Sequence[str] | None = None, stdin: TextIO | None = None, stdout:
     except (InputError, PolicyConfigError) as e:
         print(f"policies check: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    report = check_resources(resources, config)
+    try:
+        report = check_resources(resources, config)
+    except PolicyCrash as e:  # a bug in a policy, or a shape it cannot read: never "no violation"
+        where = f" ({e.resource.file})" if e.resource is not None and e.resource.file else ""
+        print(f"policies check: error: {e}{where}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     if args.format == "json":
         data = report.to_dict()
         data["summary"]["skipped_documents"] = skipped

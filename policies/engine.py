@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .catalog import EXEMPTION_REASON_POLICY, POLICIES, policy_names
+from . import catalog
+from .catalog import EXEMPTION_REASON_POLICY, policy_names
 from .model import Policy, PolicyResource, ResourceRef, Violation
 from .pack_config import Exemption, PackConfig, PolicyConfigError, parse_pack_config
 from .pack_config import load_pack_config as _load
 
-__all__ = ["PolicyResource", "Violation", "Report", "PackConfig", "PolicyConfigError", "check_resources",
+__all__ = ["PolicyResource", "Violation", "Report", "PolicyCrash", "PackConfig", "PolicyConfigError", "check_resources",
            "load_pack_config", "parse_pack_config"]
 
 _SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
@@ -77,27 +78,44 @@ class Report:
         }
 
 
+class PolicyCrash(RuntimeError):
+    """A policy raised on a resource: a bug or an unexpected shape. Names the policy and the object.
+
+    `python -m policies check` turns it into exit code 2; the preview treats it as a program error."""
+
+    def __init__(self, policy: str, resource: PolicyResource | None, cause: BaseException):
+        self.policy, self.resource, self.cause = policy, resource, cause
+        what = f"{ResourceRef.of(resource)} ({resource.type})" if resource is not None else "the stack's resources"
+        super().__init__(f"policy {policy} crashed on {what}: {type(cause).__name__}: {cause}")
+
+
 def _findings(policy: Policy, resources: Sequence[PolicyResource]) -> Iterable[tuple[PolicyResource, str]]:
     if policy.stack_check is not None:
-        yield from policy.stack_check(resources)
+        try:
+            found = list(policy.stack_check(resources))
+        except Exception as e:  # a bug or an odd shape: say which policy, don't hide it
+            raise PolicyCrash(policy.name, None, e) from e
+        yield from found
         return
     assert policy.resource_check is not None
     for resource in resources:
         if not isinstance(resource.props, Mapping):
             continue
         try:
-            for message in policy.resource_check(resource.type, resource.props):
-                yield resource, message
+            messages = list(policy.resource_check(resource.type, resource.props))
         except Exception as e:  # a bug or an odd shape: say which policy and object, don't hide it
-            raise RuntimeError(f"policy {policy.name} failed on {ResourceRef.of(resource)} "
-                               f"({resource.type}): {e}") from e
+            raise PolicyCrash(policy.name, resource, e) from e
+        # A Pipeline's tasks share one podTemplate: the same finding once per object is enough.
+        for message in dict.fromkeys(messages):
+            yield resource, message
 
 
 def check_resources(resources: Iterable[PolicyResource], config: PackConfig | None = None,
-                    policies: Sequence[Policy] = POLICIES) -> Report:
+                    policies: Sequence[Policy] | None = None) -> Report:
     """Every policy over every resource, with the config's enforcement levels and exemptions applied."""
     resources = list(resources)
     config = config or PackConfig()
+    policies = catalog.POLICIES if policies is None else policies  # read at call time (tests swap it)
     violations: list[Violation] = []
     exempted: list[tuple[Violation, Exemption]] = []
     used: set[int] = set()

@@ -7,7 +7,8 @@ CLI), so everything here tests for `Mapping`/`Sequence`, never `dict`/`list`.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from typing import Any
 
 _EMPTY: Mapping[str, Any] = {}
@@ -85,24 +86,44 @@ def event_listener_service_account(token: str, props: Mapping[str, Any]) -> str 
 
 @dataclass(frozen=True)
 class Rule:
+    """One PolicyRule, normalised to lower case: the API server matches case-sensitively, so an odd
+    spelling grants nothing today, but it is still a grant a reviewer must not wave through."""
+
     index: int
     api_groups: tuple[str, ...]
     resources: tuple[str, ...]
     verbs: tuple[str, ...]
+    resource_names: tuple[str, ...] = ()
+    non_resource_urls: tuple[str, ...] = ()
 
     @property
     def where(self) -> str:
         return f"rules[{self.index}]"
 
+    @property
+    def has_wildcard(self) -> bool:
+        """A literal '*' in verbs, resources, apiGroups or nonResourceURLs: restrict-wildcard-rbac's to
+        report, so the specific escalation policies skip such a rule (one defect, one finding)."""
+        return "*" in self.verbs or "*" in self.resources or "*" in self.api_groups or "*" in self.non_resource_urls
+
+    def matches_resource(self, resource: str) -> bool:
+        """RBAC's resource matching: exact, '*', or '*/<subresource>' for any resource's subresource."""
+        if resource in self.resources or "*" in self.resources:
+            return True
+        _, sep, sub = resource.partition("/")
+        return bool(sep) and f"*/{sub}" in self.resources
+
     def grants(self, group: str, resource: str, verbs: set[str]) -> set[str]:
         """The verbs in `verbs` this rule grants on group/resource (wildcards count as a grant)."""
-        if not ({group, "*"} & set(self.api_groups)):
-            return set()
-        if not ({resource, "*"} & set(self.resources)):
+        if not ({group, "*"} & set(self.api_groups)) or not self.matches_resource(resource):
             return set()
         if "*" in self.verbs:
             return set(verbs)
         return verbs & set(self.verbs)
+
+    def explicit_grants(self, group: str, resource: str, verbs: set[str]) -> set[str]:
+        """`grants`, but nothing for a rule with a literal '*' (that one is restrict-wildcard-rbac's)."""
+        return set() if self.has_wildcard else self.grants(group, resource, verbs)
 
 
 def rules(props: Mapping[str, Any]) -> list[Rule]:
@@ -110,13 +131,25 @@ def rules(props: Mapping[str, Any]) -> list[Rule]:
     out = []
     for i, raw in enumerate(as_list(props.get("rules"))):
         r = as_map(raw)
+        lower = lambda key: tuple(v.strip().lower() for v in strings(r.get(key)))  # noqa: E731
         out.append(Rule(
             index=i,
-            api_groups=tuple(strings(r.get("apiGroups"))),
-            resources=tuple(strings(r.get("resources"))),
-            verbs=tuple(v.lower() for v in strings(r.get("verbs"))),
+            api_groups=lower("apiGroups"),
+            resources=lower("resources"),
+            verbs=lower("verbs"),
+            resource_names=tuple(strings(r.get("resourceNames"))),
+            non_resource_urls=tuple(v.strip() for v in strings(r.get("nonResourceURLs"))),
         ))
     return out
+
+
+def role_rules(token: str, props: Mapping[str, Any]) -> list[Rule]:
+    """The rules of a Role or ClusterRole; [] for anything else."""
+    return rules(props) if is_kind(token, RBAC, "Role", "ClusterRole") else []
+
+
+def labels(props: Mapping[str, Any]) -> Mapping[str, Any]:
+    return as_map(dig(props, "metadata", "labels"))
 
 
 # --- pod templates -------------------------------------------------------------------------------
@@ -126,12 +159,16 @@ class Container:
     path: str                      # e.g. "spec.template.spec.containers[0]"
     name: str
     spec: Mapping[str, Any]        # the container (Tekton: step merged over stepTemplate)
+    role: str = ""                 # how to name it when the path does not say (a StepAction's step)
 
     @property
     def label(self) -> str:
-        """How messages name it: `step 'build'`, `sidecar 'proxy'` or `container 'app'`."""
-        kind = "step" if ".steps[" in self.path else "sidecar" if ".sidecars[" in self.path else "container"
-        return f"{kind} {self.name!r}"
+        """How messages name it: `step 'build'`, `sidecar 'proxy'`, `init container 'migrate'`, ..."""
+        for marker, kind in ((".steps[", "step"), (".sidecars[", "sidecar"), (".initContainers[", "init container"),
+                             (".ephemeralContainers[", "ephemeral container")):
+            if marker in self.path:
+                return f"{kind} {self.name!r}"
+        return f"{self.role or 'container'} {self.name!r}"
 
     @property
     def security(self) -> Mapping[str, Any]:
@@ -145,26 +182,30 @@ class PodTemplate:
     path: str                      # where pod-level fields are set, e.g. "spec.template.spec"
     pod: Mapping[str, Any]         # securityContext, hostNetwork/PID/IPC, volumes, serviceAccountName, ...
     containers: tuple[Container, ...]
-    tekton: bool = False           # Tekton builds the pod: no serviceAccountName/automount at this level
+    tekton: bool = False           # a controller builds the pod: no serviceAccountName/automount at this level
+    meta: Mapping[str, Any] = field(default_factory=dict)  # the pod's metadata (annotations), if known
+    # The controller that builds the pod hardens what is left unset (Tekton Triggers' EventListener with
+    # its default el-security-context): only explicitly weakened fields are findings.
+    hardened_defaults: bool = False
 
     @property
     def security(self) -> Mapping[str, Any]:
         return as_map(self.pod.get("securityContext"))
 
 
-# Where the pod spec sits in each built-in workload kind.
+# Where the pod spec sits in each built-in workload kind (the pod's metadata is its sibling).
 _POD_SPEC_PATHS: dict[tuple[str, str], tuple[str, ...]] = {
     ("core", "Pod"): ("spec",),
     ("core", "PodTemplate"): ("template", "spec"),
     ("core", "ReplicationController"): ("spec", "template", "spec"),
-    ("apps", "Deployment"): ("spec", "template", "spec"),
-    ("apps", "StatefulSet"): ("spec", "template", "spec"),
-    ("apps", "DaemonSet"): ("spec", "template", "spec"),
-    ("apps", "ReplicaSet"): ("spec", "template", "spec"),
     ("batch", "Job"): ("spec", "template", "spec"),
     ("batch", "CronJob"): ("spec", "jobTemplate", "spec", "template", "spec"),
     ("argoproj.io", "Rollout"): ("spec", "template", "spec"),
+    **{(group, kind): ("spec", "template", "spec")
+       for group in ("apps", "extensions") for kind in ("Deployment", "DaemonSet", "ReplicaSet", "StatefulSet")},
 }
+_ANALYSIS_KINDS = ("AnalysisTemplate", "ClusterAnalysisTemplate", "AnalysisRun")
+
 
 def _pod_containers(pod: Mapping[str, Any], path: str) -> tuple[Container, ...]:
     out = []
@@ -176,20 +217,29 @@ def _pod_containers(pod: Mapping[str, Any], path: str) -> tuple[Container, ...]:
     return tuple(out)
 
 
+def _pod(path: str, pod: Mapping[str, Any], meta: Any = None, **kw: Any) -> PodTemplate:
+    return PodTemplate(path, pod, _pod_containers(pod, path), meta=as_map(meta), **kw)
+
+
+def _merge_env(base: Any, override: Any) -> list[Any]:
+    """Env vars of `base` not redefined by `override`, then `override`'s (the later one wins)."""
+    names = {as_map(e).get("name") for e in as_list(override)}
+    return [e for e in as_list(base) if as_map(e).get("name") not in names] + list(as_list(override))
+
+
 def _merge_step(template: Mapping[str, Any], step: Mapping[str, Any]) -> Mapping[str, Any]:
     """Tekton merges stepTemplate under each step: step fields win, securityContext and env merge."""
     if not template:
         return step
     merged: dict[str, Any] = {**template, **step}
     merged["securityContext"] = {**as_map(template.get("securityContext")), **as_map(step.get("securityContext"))}
-    step_env = {as_map(e).get("name") for e in as_list(step.get("env"))}
-    merged["env"] = [e for e in as_list(template.get("env")) if as_map(e).get("name") not in step_env]
-    merged["env"] += list(as_list(step.get("env")))
+    merged["env"] = _merge_env(template.get("env"), step.get("env"))
     merged["envFrom"] = list(as_list(template.get("envFrom"))) + list(as_list(step.get("envFrom")))
     return merged
 
 
-def _task_containers(task_spec: Mapping[str, Any], path: str) -> tuple[Container, ...]:
+def _task_containers(task_spec: Mapping[str, Any], path: str, pod_env: Any = None) -> tuple[Container, ...]:
+    """Steps (over stepTemplate) and sidecars; a run's podTemplate.env reaches every one of them."""
     template = as_map(task_spec.get("stepTemplate"))
     out = []
     for key in ("steps", "sidecars"):
@@ -197,25 +247,28 @@ def _task_containers(task_spec: Mapping[str, Any], path: str) -> tuple[Container
             s = as_map(s)
             name = s.get("name") if isinstance(s.get("name"), str) else f"{key}[{i}]"
             spec = _merge_step(template, s) if key == "steps" else s
+            if as_list(pod_env):
+                spec = {**spec, "env": _merge_env(pod_env, spec.get("env"))}
             out.append(Container(f"{path}.{key}[{i}]", name, spec))
     return tuple(out)
 
 
-def _tekton_pod(task_spec: Mapping[str, Any], pod_template: Mapping[str, Any]) -> dict[str, Any]:
+def _tekton_pod(task_spec: Mapping[str, Any], pod_template: Mapping[str, Any], path: str, task_path: str,
+                meta: Any = None) -> PodTemplate:
     pod = dict(pod_template)
     pod["volumes"] = list(as_list(task_spec.get("volumes"))) + list(as_list(pod_template.get("volumes")))
-    return pod
+    return PodTemplate(path, pod, _task_containers(task_spec, task_path, pod_template.get("env")), tekton=True,
+                       meta=as_map(meta))
 
 
-def _pipeline_pods(pipeline_spec: Mapping[str, Any], path: str,
-                   pod_template: Mapping[str, Any], pod_path: str) -> Iterator[PodTemplate]:
+def _pipeline_pods(pipeline_spec: Mapping[str, Any], path: str, pod_template: Mapping[str, Any], pod_path: str,
+                   meta: Any = None) -> Iterator[PodTemplate]:
     for section in ("tasks", "finally"):
         for i, task in enumerate(as_list(pipeline_spec.get(section))):
             task_spec = as_map(as_map(task).get("taskSpec"))
             if task_spec:
-                yield PodTemplate(pod_path or f"{path}.{section}[{i}].taskSpec",
-                                  _tekton_pod(task_spec, pod_template),
-                                  _task_containers(task_spec, f"{path}.{section}[{i}].taskSpec"), tekton=True)
+                task_path = f"{path}.{section}[{i}].taskSpec"
+                yield _tekton_pod(task_spec, pod_template, pod_path or task_path, task_path, meta)
 
 
 def _run_pod_template(spec: Mapping[str, Any]) -> tuple[Mapping[str, Any], str]:
@@ -233,36 +286,53 @@ def pod_templates(token: str, props: Mapping[str, Any], prefix: str = "") -> lis
         return []
     group, kind = gk
     spec = as_map(props.get("spec"))
+    meta = props.get("metadata")
     if gk in _POD_SPEC_PATHS:
         keys = _POD_SPEC_PATHS[gk]
         pod = as_map(dig(props, *keys))
         if not pod:  # e.g. a Rollout with workloadRef: the referenced Deployment is checked itself
             return []
-        path = prefix + ".".join(keys)
-        return [PodTemplate(path, pod, _pod_containers(pod, path))]
+        return [_pod(prefix + ".".join(keys), pod, dig(props, *keys[:-1], "metadata"))]
+    if group == "argoproj.io" and kind in _ANALYSIS_KINDS:
+        # Job metrics: the analysis controller runs this Job's pods in the namespace.
+        out = []
+        for i, metric in enumerate(as_list(spec.get("metrics"))):
+            job = as_map(dig(metric, "provider", "job"))
+            pod = as_map(dig(job, "spec", "template", "spec"))
+            if pod:
+                out.append(_pod(f"{prefix}spec.metrics[{i}].provider.job.spec.template.spec", pod,
+                                dig(job, "spec", "template", "metadata")))
+        return out
+    if group == "argoproj.io" and kind == "Experiment":
+        return [_pod(f"{prefix}spec.templates[{i}].template.spec", as_map(dig(t, "template", "spec")),
+                     dig(t, "template", "metadata"))
+                for i, t in enumerate(as_list(spec.get("templates"))) if as_map(dig(t, "template", "spec"))]
     if group == TEKTON and kind in ("Task", "ClusterTask"):
-        return [PodTemplate(prefix + "spec", _tekton_pod(spec, {}), _task_containers(spec, prefix + "spec"),
-                            tekton=True)]
+        return [_tekton_pod(spec, {}, prefix + "spec", prefix + "spec", meta)]
+    if group == TEKTON and kind == "StepAction":
+        # A StepAction is one step of some Task's pod: it must carry its own hardening.
+        name = dig(props, "metadata", "name")
+        step = Container(prefix + "spec", name if isinstance(name, str) else "spec", spec, role="step")
+        return [PodTemplate(prefix + "spec", {}, (step,), tekton=True, meta=as_map(meta))]
     if group == TEKTON and kind == "Pipeline":
-        return list(_pipeline_pods(spec, prefix + "spec", {}, ""))
+        return list(_pipeline_pods(spec, prefix + "spec", {}, "", meta))
     if group == TEKTON and kind == "TaskRun":
         pod_template, pod_path = _run_pod_template(spec)
-        task_spec = as_map(spec.get("taskSpec"))
-        return [PodTemplate(prefix + pod_path, _tekton_pod(task_spec, pod_template),
-                            _task_containers(task_spec, prefix + "spec.taskSpec"), tekton=True)]
+        return [_tekton_pod(as_map(spec.get("taskSpec")), pod_template, prefix + pod_path, prefix + "spec.taskSpec",
+                            meta)]
     if group == TEKTON and kind == "PipelineRun":
         pod_template, pod_path = _run_pod_template(spec)
         pods = list(_pipeline_pods(as_map(spec.get("pipelineSpec")), prefix + "spec.pipelineSpec",
-                                   pod_template, prefix + pod_path))
+                                   pod_template, prefix + pod_path, meta))
         if pod_template and not pods:  # pipelineRef: the pod template alone still sets host access/volumes
-            pods.append(PodTemplate(prefix + pod_path, _tekton_pod({}, pod_template), (), tekton=True))
+            pods.append(_tekton_pod({}, pod_template, prefix + pod_path, prefix + pod_path, meta))
         for i, trs in enumerate(as_list(spec.get("taskRunSpecs"))):
             trs = as_map(trs)
-            field = "podTemplate" if "podTemplate" in trs else "taskPodTemplate"  # v1 / v1beta1
-            per_task = as_map(trs.get(field))
+            key = "podTemplate" if "podTemplate" in trs else "taskPodTemplate"  # v1 / v1beta1
+            per_task = as_map(trs.get(key))
             if per_task:
-                pods.append(PodTemplate(f"{prefix}spec.taskRunSpecs[{i}].{field}", _tekton_pod({}, per_task), (),
-                                        tekton=True))
+                at = f"{prefix}spec.taskRunSpecs[{i}].{key}"
+                pods.append(_tekton_pod({}, per_task, at, at, meta))
         return pods
     if group == TRIGGERS and kind == "TriggerTemplate":
         out = []
@@ -270,6 +340,12 @@ def pod_templates(token: str, props: Mapping[str, Any], prefix: str = "") -> lis
             out += pod_templates(type_token(item["apiVersion"], item["kind"]), item,
                                  f"{prefix}spec.resourcetemplates[{i}].")
         return out
+    if group == TRIGGERS and kind == "EventListener":
+        template = as_map(dig(spec, "resources", "kubernetesResource", "spec", "template"))
+        pod = as_map(template.get("spec"))
+        if pod:
+            return [_pod(f"{prefix}spec.resources.kubernetesResource.spec.template.spec", pod, template.get("metadata"),
+                         tekton=True, hardened_defaults=True)]
     return []
 
 
@@ -286,6 +362,23 @@ def is_parameter(value: str) -> bool:
     return "$(" in value
 
 
+_TT_PARAM = re.compile(r"^\$\((?:tt\.)?params\.([A-Za-z0-9_.-]+)\)$")
+
+
+def trigger_parameter(value: str, props: Mapping[str, Any]) -> tuple[str, str | None] | None:
+    """(param, default) when `value` is exactly `$(tt.params.x)` (or the older `$(params.x)`) of this
+    TriggerTemplate; default None when the param has none (a TriggerBinding must then supply it)."""
+    m = _TT_PARAM.match(value.strip())
+    if not m:
+        return None
+    for p in as_list(dig(props, "spec", "params")):
+        p = as_map(p)
+        if p.get("name") == m.group(1):
+            default = p.get("default")
+            return m.group(1), default if isinstance(default, str) else None
+    return m.group(1), None
+
+
 @dataclass(frozen=True)
 class TektonRun:
     path: str                   # where the run's service account is set (or should be)
@@ -293,10 +386,22 @@ class TektonRun:
     service_account: str | None
     namespace: str | None
     required: bool = True       # False for per-task overrides (taskRunSpecs), which may inherit the run's
+    parameter: str | None = None    # the TriggerTemplate param the name came from (its default, resolved)
+
+
+def _resolve(sa: Any, template: Mapping[str, Any] | None) -> tuple[str | None, str | None]:
+    """A run's serviceAccountName, with a TriggerTemplate param replaced by its default when it has one.
+    An empty default means "no ServiceAccount", i.e. the namespace's `default`."""
+    if not isinstance(sa, str):
+        return None, None
+    found = trigger_parameter(sa, template) if template is not None else None
+    if found is None or found[1] is None:
+        return sa, None
+    return found[1], found[0]
 
 
 def tekton_runs(token: str, props: Mapping[str, Any], prefix: str = "",
-                namespace: str | None = None) -> list[TektonRun]:
+                namespace: str | None = None, template: Mapping[str, Any] | None = None) -> list[TektonRun]:
     """PipelineRuns/TaskRuns declared directly or inside a TriggerTemplate, with their ServiceAccount."""
     gk = group_kind(token)
     if gk is None:
@@ -311,20 +416,26 @@ def tekton_runs(token: str, props: Mapping[str, Any], prefix: str = "",
             path, sa = "spec.serviceAccountName", spec.get("serviceAccountName")
         else:
             path, sa = "spec.taskRunTemplate.serviceAccountName", dig(spec, "taskRunTemplate", "serviceAccountName")
-        runs = [TektonRun(prefix + path, kind, sa if isinstance(sa, str) else None, ns)]
-        field = "taskServiceAccountName" if beta else "serviceAccountName"
+        runs = [TektonRun(prefix + path, kind, *_split(_resolve(sa, template), ns))]
+        key = "taskServiceAccountName" if beta else "serviceAccountName"
         for i, trs in enumerate(as_list(spec.get("taskRunSpecs"))):
-            per_task = as_map(trs).get(field)
+            per_task = as_map(trs).get(key)
             if isinstance(per_task, str):
-                runs.append(TektonRun(f"{prefix}spec.taskRunSpecs[{i}].{field}", kind, per_task, ns, required=False))
+                name, param = _resolve(per_task, template)
+                runs.append(TektonRun(f"{prefix}spec.taskRunSpecs[{i}].{key}", kind, name, ns, False, param))
         return runs
     if group == TEKTON and kind == "TaskRun":
-        sa = spec.get("serviceAccountName")
-        return [TektonRun(prefix + "spec.serviceAccountName", kind, sa if isinstance(sa, str) else None, ns)]
+        return [TektonRun(prefix + "spec.serviceAccountName", kind,
+                          *_split(_resolve(spec.get("serviceAccountName"), template), ns))]
     if group == TRIGGERS and kind == "TriggerTemplate":
         out = []
         for i, item in embedded_templates(props):
             out += tekton_runs(type_token(item["apiVersion"], item["kind"]), item,
-                               f"{prefix}spec.resourcetemplates[{i}].", ns)
+                               f"{prefix}spec.resourcetemplates[{i}].", ns, props)
         return out
     return []
+
+
+def _split(resolved: tuple[str | None, str | None], namespace: str | None) -> tuple[Any, ...]:
+    name, param = resolved
+    return name, namespace, True, param

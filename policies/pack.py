@@ -6,7 +6,7 @@ Building the `Policy` objects is side-effect free; `serve()` is the only thing t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pulumi_policy import (
@@ -22,6 +22,7 @@ from pulumi_policy import (
 )
 
 from .catalog import POLICIES
+from .engine import PolicyCrash
 from .model import Policy, PolicyResource, ResourceRef
 from .pack_config import EXEMPTIONS_SCHEMA, Exemption, first_match, parse_exemptions
 
@@ -37,10 +38,13 @@ def _exemptions(policy: Policy, config: Mapping[str, Any]) -> tuple[Exemption, .
 
 def _resource_validator(policy: Policy):
     def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-        findings = list(policy.resource_check(args.resource_type, args.props))
+        resource = PolicyResource(args.resource_type, args.name, args.props, args.urn)
+        try:
+            findings = list(dict.fromkeys(policy.resource_check(args.resource_type, args.props)))
+        except Exception as e:  # the engine shows this error: name the policy and the object
+            raise PolicyCrash(policy.name, resource, e) from e
         if not findings:
             return
-        resource = PolicyResource(args.resource_type, args.name, args.props, args.urn)
         if first_match(_exemptions(policy, args.get_config()), ResourceRef.of(resource), resource.name) is None:
             for message in findings:
                 report_violation(message, None)
@@ -51,16 +55,20 @@ def _stack_validator(policy: Policy):
     def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
         resources = [PolicyResource(r.resource_type, r.name, r.props, r.urn) for r in args.resources]
         exemptions = _exemptions(policy, args.get_config())
-        for resource, message in policy.stack_check(resources):
+        try:
+            findings = list(policy.stack_check(resources))
+        except Exception as e:
+            raise PolicyCrash(policy.name, None, e) from e
+        for resource, message in findings:
             if first_match(exemptions, ResourceRef.of(resource), resource.name) is None:
                 report_violation(message, resource.urn or None)
     return validate
 
 
-def build_policies() -> list[ResourceValidationPolicy | StackValidationPolicy]:
+def build_policies(policies: Sequence[Policy] | None = None) -> list[ResourceValidationPolicy | StackValidationPolicy]:
     """One pulumi_policy policy per catalog entry; every one accepts `exemptions` in its config."""
     out: list[ResourceValidationPolicy | StackValidationPolicy] = []
-    for policy in POLICIES:
+    for policy in POLICIES if policies is None else policies:
         common = dict(
             name=policy.name,
             description=policy.description,

@@ -49,6 +49,24 @@ def token_automount(token: str, props: Mapping[str, Any]) -> Iterator[str]:
                    f"mounted by default; set it to false, or to true only if the pod calls the Kubernetes API.")
 
 
+def service_account_token_mount(token: str, props: Mapping[str, Any]) -> Iterator[str]:
+    for pod in pod_templates(token, props):
+        if pod.pod.get("automountServiceAccountToken") is True:
+            yield (f"{pod.path}.automountServiceAccountToken is true: the pod holds an API credential. If it "
+                   f"really calls the Kubernetes API, exempt this object with the reason; otherwise set false.")
+        for volume in as_list(pod.pod.get("volumes")):
+            volume = as_map(volume)
+            for source in as_list(dig(volume, "projected", "sources")):
+                if "serviceAccountToken" in as_map(source):
+                    audience = dig(source, "serviceAccountToken", "audience")
+                    yield (f"volume {volume.get('name')!r} in {pod.path} projects a ServiceAccount token"
+                           f"{f' for audience {audience!r}' if isinstance(audience, str) else ''}; exempt this object "
+                           f"with the reason the pod needs it (and keep the audience narrow), or remove the volume.")
+    if is_kind(token, "core", "ServiceAccount") and props.get("automountServiceAccountToken") is True:
+        yield ("automountServiceAccountToken: true mounts a token into every pod running as this ServiceAccount "
+               "unless the pod opts out; set false (pods that call the API opt in), or exempt it with the reason.")
+
+
 def legacy_token_secrets(token: str, props: Mapping[str, Any]) -> Iterator[str]:
     if is_kind(token, "core", "Secret") and props.get("type") == "kubernetes.io/service-account-token":
         yield ("Secret of type kubernetes.io/service-account-token holds a non-expiring token; delete it and "
@@ -57,7 +75,11 @@ def legacy_token_secrets(token: str, props: Mapping[str, Any]) -> Iterator[str]:
 
 def tekton_run_service_account(token: str, props: Mapping[str, Any]) -> Iterator[str]:
     for run in tekton_runs(token, props):
-        if not run.service_account and run.required:
+        if run.parameter is not None and run.service_account in ("", "default"):
+            yield (f"{run.path} is the TriggerTemplate parameter {run.parameter!r}, whose default is "
+                   f"{run.service_account!r}: a trigger that does not pass it runs the {run.kind} as the "
+                   f"'default' ServiceAccount; default it to the pipeline's own ServiceAccount.")
+        elif not run.service_account and run.required:
             yield (f"{run.path} is not set, so the {run.kind} runs as the 'default' ServiceAccount; create a "
                    f"ServiceAccount for the pipeline and set {run.path}.")
         elif run.service_account == "default":
@@ -77,6 +99,11 @@ POLICIES = (
            "Pods must say whether they mount a ServiceAccount token (automountServiceAccountToken set explicitly).",
            "high", "Set automountServiceAccountToken: false, or true only where the pod calls the API.",
            resource_check=token_automount, tags=("service-accounts",)),
+    Policy("restrict-service-account-token-mount",
+           "A pod that mounts a ServiceAccount token (automount true, projected token) or a ServiceAccount that "
+           "automounts one needs an exemption with a reason.",
+           "high", "Set automountServiceAccountToken: false; exempt only pods that call the API, with the reason.",
+           resource_check=service_account_token_mount, tags=("service-accounts",)),
     Policy("restrict-legacy-token-secrets",
            "No Secrets of type kubernetes.io/service-account-token (long-lived tokens).",
            "medium", "Delete the Secret; use projected tokens or `kubectl create token`.",

@@ -6,6 +6,7 @@ from collections.abc import Iterator, Sequence
 
 from .k8s import (RBAC, as_map, event_listener_service_account, is_kind, is_parameter, pod_service_account,
                   pod_templates, tekton_runs)
+from .aggregation import aggregated_roles
 from .model import Policy, PolicyResource
 
 _AGGREGATE_LABEL = "rbac.authorization.k8s.io/aggregate-to-"
@@ -59,6 +60,8 @@ def unbound_roles(resources: Sequence[PolicyResource]) -> Iterator[tuple[PolicyR
             labels = as_map(r.metadata.get("labels"))
             if any(k.startswith(_AGGREGATE_LABEL) and v == "true" for k, v in labels.items()):
                 continue  # aggregated into another ClusterRole, which is what gets bound
+            if any(r in aggregated_roles(a, resources) for a in resources if is_kind(a.type, RBAC, "ClusterRole")):
+                continue  # aggregated by a ClusterRole checked with it
             if not any(rk == "ClusterRole" and rn == r.object_name for _, _, rk, rn in refs):
                 yield r, (f"ClusterRole {r.object_name!r} is not referenced by any RoleBinding or "
                           f"ClusterRoleBinding; bind it to the ServiceAccount that needs it, or delete it.")

@@ -32,7 +32,6 @@ UID = 10001
 SECRETS_DIR = "/var/run/secrets/agent"
 DATA_DIR = "/var/lib/agent"
 ANALYSIS = "agent-canary-health"
-MONITORING_NAMESPACE = "monitoring"
 
 
 @dataclass(frozen=True)
@@ -131,7 +130,6 @@ def build_canary_strategy(cfg: StackConfig) -> dict:
     strategy: dict = {
         "canaryService": f"{NAME}-canary",
         "stableService": f"{NAME}-stable",
-        "abortScaleDownDelaySeconds": 30,
         "analysis": {
             "templates": [{"templateName": ANALYSIS}],
             "startingStep": 1,  # from the first pause: the 5% canary already has traffic
@@ -145,36 +143,67 @@ def build_canary_strategy(cfg: StackConfig) -> dict:
     }
     if c.trafficRouter == "nginx":
         strategy["trafficRouting"] = {"nginx": {"stableIngress": NAME}}
+        # Only read with traffic routing: keep the aborted canary's pods while the router shifts back.
+        strategy["abortScaleDownDelaySeconds"] = 30
     return strategy
+
+
+# Requests the kubelet and Prometheus make on their own: they reach every pod, canary or not, so
+# they prove nothing about the canary and must never count as its traffic.
+OPERATIONAL_ROUTES = ("/healthz", "/readyz", "/metrics")
+
+
+def analysis_queries(cfg: StackConfig, ns: Namespaces) -> dict[str, str]:
+    """PromQL per metric; `{{args.canary-hash}}` is filled in by Argo Rollouts.
+
+    Each query returns its value only when the canary served at least `canary.minRequests`
+    requests in the window (`and on() ... >= N`), and an empty vector otherwise: no evidence.
+    """
+    c = cfg.canary
+    window = f"{c.window_seconds}s"
+    ops = "|".join(OPERATIONAL_ROUTES)
+    match = (f'namespace="{ns.app}",rollouts_pod_template_hash="{{{{args.canary-hash}}}}",'
+             f'route!~"{ops}"')
+    requests = f"sum(increase(agent_http_requests_total{{{match}}}[{window}]))"
+    evidence = f" and on() ({requests} >= {c.minRequests})"
+    error_rate = (
+        f'((sum(rate(agent_http_requests_total{{{match},status=~"5.."}}[{window}])) or vector(0))'
+        f" / sum(rate(agent_http_requests_total{{{match}}}[{window}])))" + evidence)
+    p95 = (f"histogram_quantile(0.95, sum by (le) "
+           f"(rate(agent_http_request_duration_seconds_bucket{{{match}}}[{window}])))" + evidence)
+    return {"error-rate": error_rate, "p95-latency": p95}
+
+
+def _conditions(threshold: float) -> dict[str, str]:
+    # Argo evaluates both: success true -> Successful, failure true -> Failed, neither ->
+    # Inconclusive. An empty result (too little traffic, or no samples) and NaN satisfy neither,
+    # so they pause the Rollout for a person; `len(result) > 0` first, because `result[0]` on an
+    # empty result is an evaluation error (Argo's Error phase), not a verdict.
+    return {"successCondition": f"len(result) > 0 && result[0] <= {threshold}",
+            "failureCondition": f"len(result) > 0 && result[0] > {threshold}"}
 
 
 def build_analysis_template(cfg: StackConfig, ns: Namespaces) -> Manifest:
     c = cfg.canary
-    window = f"{max(2 * c.analysisIntervalSeconds, 60)}s"
-    match = f'namespace="{ns.app}",rollouts_pod_template_hash="{{{{args.canary-hash}}}}"'
-    error_rate = (
-        f'(sum(rate(agent_http_requests_total{{{match},status=~"5.."}}[{window}])) or vector(0))'
-        f" / clamp_min(sum(rate(agent_http_requests_total{{{match}}}[{window}])), 1e-9)"
-    )
-    p95 = (f"histogram_quantile(0.95, sum by (le) "
-           f"(rate(agent_http_request_duration_seconds_bucket{{{match}}}[{window}])))")
-    interval = f"{c.analysisIntervalSeconds}s"
-    prom = {"prometheus": {"address": c.prometheusAddress}}
+    queries = analysis_queries(cfg, ns)
+    common = {
+        "interval": f"{c.analysisIntervalSeconds}s",
+        # The first measurement waits for one full window of canary traffic.
+        "initialDelay": f"{c.initial_delay_seconds}s",
+        "failureLimit": c.failureLimit,
+        "inconclusiveLimit": c.inconclusiveLimit,
+    }
+
+    def metric(name: str, threshold: float) -> dict:
+        return {"name": name, **common, **_conditions(threshold),
+                "provider": {"prometheus": {"address": cfg.prometheus_address, "query": queries[name]}}}
+
     return {
         "apiVersion": "argoproj.io/v1alpha1", "kind": "AnalysisTemplate",
         "metadata": metadata(ANALYSIS, ns.app, labels(ANALYSIS, "canary-analysis", cfg.environment)),
         "spec": {
             "args": [{"name": "canary-hash"}],
-            "metrics": [
-                {"name": "error-rate", "interval": interval, "failureLimit": c.failureLimit,
-                 # No canary traffic yet gives an empty vector or NaN: "no evidence of failure", not a
-                 # failure (result[0] on an empty result would be a measurement error instead).
-                 "successCondition": f"len(result) == 0 || isNaN(result[0]) || result[0] <= {c.maxErrorRate}",
-                 "provider": {"prometheus": prom["prometheus"] | {"query": error_rate}}},
-                {"name": "p95-latency", "interval": interval, "failureLimit": c.failureLimit,
-                 "successCondition": f"len(result) == 0 || isNaN(result[0]) || result[0] <= {c.p95ThresholdSeconds}",
-                 "provider": {"prometheus": prom["prometheus"] | {"query": p95}}},
-            ],
+            "metrics": [metric("error-rate", c.maxErrorRate), metric("p95-latency", c.p95ThresholdSeconds)],
         },
     }
 
@@ -230,10 +259,12 @@ def build_manifests(cfg: StackConfig, ns: Namespaces, secret_name: str, env_vars
 
 def build_network_policy(cfg: StackConfig, ns: Namespaces) -> Manifest:
     env = cfg.environment
-    sources = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": MONITORING_NAMESPACE}}}]
+    # Prometheus' scrape is admitted by its own policy (infra/components/monitoring.py).
+    ingress = []
     if cfg.agent.host:
-        sources.append({"namespaceSelector": {"matchLabels": {
-            "kubernetes.io/metadata.name": cfg.agent.ingressControllerNamespace}}})
+        ingress.append({"from": [{"namespaceSelector": {"matchLabels": {
+            "kubernetes.io/metadata.name": cfg.agent.ingressControllerNamespace}}}],
+            "ports": [{"protocol": "TCP", "port": PORT}]})
 
     def to_ns(name: str, ports: list[int]) -> dict:
         return {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": name}}}],
@@ -248,7 +279,7 @@ def build_network_policy(cfg: StackConfig, ns: Namespaces) -> Manifest:
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
         "metadata": metadata(f"{NAME}-traffic", ns.app, labels(NAME, "network-policy", env)),
         "spec": {"podSelector": {"matchLabels": selector(NAME, env)}, "policyTypes": ["Ingress", "Egress"],
-                 "ingress": [{"from": sources, "ports": [{"protocol": "TCP", "port": PORT}]}],
+                 "ingress": ingress,
                  "egress": egress},
     }
 

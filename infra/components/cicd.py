@@ -5,13 +5,26 @@ stacks/gates/<env>.json`) -> build-push (kaniko) -> deploy (patch the agent Roll
 Rollouts then runs the canary). A GitHub push to the configured branch starts a run through an
 EventListener whose `github` interceptor checks the generated webhook secret.
 
+The way in: an Ingress on `cicd.webhook.host` routes exactly one path (`cicd.webhook.path`, pathType
+Exact) to the listener's Service over TLS, and a NetworkPolicy admits only the ingress controller's
+pods; `webhookUrl` is that public https URL. (`exposure: external`: the stack names the URL it is
+reached at instead, and no Ingress is rendered.) Other pipelines add `Trigger` objects labelled
+`TRIGGER_SELECTOR` (`AgentPipeline.trigger_labels`): the listener picks them up by that selector.
+
+Registry auth is an explicit choice (`cicd.registryAuth`): the `registryDockerConfig` secret mounted
+as kaniko's docker config, or workload identity on the `image-builder` ServiceAccount (with an
+optional credential helper such as ecr-login).
+
 Service accounts, least privilege:
-- pipeline-runner: every task but deploy; no Kubernetes API access at all (token not mounted).
+- pipeline-runner: every task but build-push and deploy; no Kubernetes API access (token not mounted).
+- image-builder: build-push only; no API token; carries the workload-identity annotations if any.
 - pipeline-deployer: deploy only; may get/patch the Rollout named `agent` in the app namespace.
 - triggers-listener: the EventListener; Tekton's own aggregated roles for listeners.
 """
 
 from __future__ import annotations
+
+import json
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -26,6 +39,15 @@ RUNNER_UID = 65532
 PIPELINE = "agent-release"
 LISTENER = "github-listener"
 RUNNER_SA, DEPLOYER_SA, LISTENER_SA = "pipeline-runner", "pipeline-deployer", "triggers-listener"
+BUILDER_SA = "image-builder"
+LISTENER_PORT = 8080  # the port of the listener's Service el-<name> (Tekton Triggers' default)
+# Trigger objects with this label join the listener (EventListener spec.labelSelector).
+TRIGGER_SELECTOR = {"rag-platform/listener": LISTENER}
+REGISTRY_CONFIG_MAP = "registry-cred-helpers"
+# Where the unit-tests step finds the Prometheus binary its canary drill runs (tests/release/ reads
+# the variable; without it, `prometheus` on PATH; without either, the drill fails, never skips).
+CI_TOOLS = "/workspace/ci-tools"
+PROMETHEUS_BINARY_ENV = "RAG_TEST_PROMETHEUS"
 
 
 def step_security(uid: int = RUNNER_UID) -> dict:
@@ -57,21 +79,37 @@ def build_tasks(cfg: StackConfig, ns: Namespaces) -> list[Manifest]:
         "steps": [{
             "name": "clone", "image": versions.GIT_IMAGE, "env": home,
             "securityContext": step_security(),
+            # One command per line: `set -e` ignores a failure on the left of `&&`, which let a
+            # failed fetch write an empty commit result and pass (tests/release/test_tekton_scripts.py).
             "script": (
                 "#!/bin/sh\nset -eu\n"
                 f'cd "{src}"\n'
-                'git init -q . && git remote add origin "$(params.url)"\n'
-                'git fetch -q --depth 1 origin "$(params.revision)" && git checkout -q FETCH_HEAD\n'
-                'printf %s "$(git rev-parse HEAD)" > "$(results.commit.path)"\n'),
+                "git init -q .\n"
+                'git remote add origin "$(params.url)"\n'
+                'git fetch -q --depth 1 origin "$(params.revision)"\n'
+                "git checkout -q FETCH_HEAD\n"
+                'commit="$(git rev-parse HEAD)"\n'
+                'printf %s "$commit" > "$(results.commit.path)"\n'),
         }],
     })
     py_env = home + [{"name": "PIP_DISABLE_PIP_VERSION_CHECK", "value": "1"},
                      {"name": "TORCH_INDEX_URL", "value": versions.TORCH_CPU_INDEX_URL}]
+    tools = [{"name": "ci-tools", "mountPath": CI_TOOLS}]
     tests = _task("unit-tests", env, ns.ci, {
         "workspaces": [{"name": "source"}],
+        # The canary drill needs a real Prometheus; the step runs as non-root without apt, so the
+        # binary comes from the pinned Prometheus image, copied by a first step into a shared volume.
+        "volumes": [{"name": "ci-tools", "emptyDir": {}}],
         "steps": [{
-            "name": "make-test", "image": versions.PYTHON_IMAGE, "env": py_env,
-            "workingDir": src, "securityContext": step_security(),
+            "name": "prometheus-binary", "image": versions.PROMETHEUS_IMAGE, "securityContext": step_security(),
+            "volumeMounts": tools,
+            "script": ("#!/bin/sh\nset -eu\n"
+                       f'cp "$(command -v prometheus)" "{CI_TOOLS}/prometheus"\n'
+                       f'"{CI_TOOLS}/prometheus" --version\n'),
+        }, {
+            "name": "make-test", "image": versions.PYTHON_IMAGE,
+            "env": py_env + [{"name": PROMETHEUS_BINARY_ENV, "value": f"{CI_TOOLS}/prometheus"}],
+            "workingDir": src, "securityContext": step_security(), "volumeMounts": tools,
             "computeResources": {"requests": {"cpu": "1", "memory": "4Gi"}, "limits": {"memory": "6Gi"}},
             "script": "#!/bin/sh\nset -eu\nmake test\n",
         }],
@@ -161,15 +199,21 @@ def build_pipeline(cfg: StackConfig, ns: Namespaces) -> Manifest:
 def build_rbac(cfg: StackConfig, ns: Namespaces) -> list[Manifest]:
     env = cfg.environment
 
-    def sa(name: str, automount: bool) -> Manifest:
+    def sa(name: str, automount: bool, annotations: dict[str, str] | None = None) -> Manifest:
         return {"apiVersion": "v1", "kind": "ServiceAccount",
-                "metadata": metadata(name, ns.ci, labels(name, "ci-identity", env)),
+                "metadata": metadata(name, ns.ci, labels(name, "ci-identity", env), annotations=annotations),
                 "automountServiceAccountToken": automount}
+
+    auth = cfg.cicd.registryAuth
+    # Workload identity (EKS IRSA, GKE) works from the annotation, not from the API token.
+    builder_annotations = dict(auth.serviceAccountAnnotations) if auth and auth.method == "workloadIdentity" else None
 
     deployer_lbl = labels(DEPLOYER_SA, "ci-identity", env)
     listener_lbl = labels(LISTENER_SA, "ci-identity", env)
     return [
-        sa(RUNNER_SA, False), sa(DEPLOYER_SA, True), sa(LISTENER_SA, True),
+        # The deploy task's podTemplate opts in to its token; the account itself defaults to none.
+        sa(RUNNER_SA, False), sa(BUILDER_SA, False, builder_annotations), sa(DEPLOYER_SA, False),
+        sa(LISTENER_SA, True),
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
          "metadata": metadata("pipeline-deployer-rollout", ns.app, deployer_lbl),
          "rules": [{"apiGroups": ["argoproj.io"], "resources": ["rollouts"], "resourceNames": ["agent"],
@@ -192,10 +236,38 @@ def build_rbac(cfg: StackConfig, ns: Namespaces) -> list[Manifest]:
     ]
 
 
-def build_triggers(cfg: StackConfig, ns: Namespaces, secrets: SecretNames, has_registry_secret: bool) -> list[Manifest]:
+def registry_host(repository: str) -> str:
+    """The registry part of an image repository (docker's rule: a first segment with '.' or ':')."""
+    first = repository.split("/", 1)[0]
+    return first if ("." in first or ":" in first or first == "localhost") and "/" in repository else "docker.io"
+
+
+def build_registry_config(cfg: StackConfig, ns: Namespaces) -> list[Manifest]:
+    """Workload identity with a credential helper: kaniko's config.json names the helper for the push registry."""
+    auth = cfg.cicd.registryAuth
+    if not (auth and auth.method == "workloadIdentity" and auth.credHelper):
+        return []
+    config = {"credHelpers": {registry_host(cfg.push_repository): auth.credHelper}}
+    return [{"apiVersion": "v1", "kind": "ConfigMap",
+             "metadata": metadata(REGISTRY_CONFIG_MAP, ns.ci, labels(REGISTRY_CONFIG_MAP, "ci-config", cfg.environment)),
+             "data": {"config.json": json.dumps(config, sort_keys=True)}}]
+
+
+def docker_config_workspace(cfg: StackConfig, secrets: SecretNames) -> dict:
+    """What kaniko finds in /kaniko/.docker: the pushed secret, the helper config, or nothing (the
+    identity alone, e.g. GKE). Config validation guarantees an explicit choice."""
+    auth = cfg.cicd.registryAuth
+    if auth is not None and auth.method == "dockerConfig":
+        return {"secret": {"secretName": secrets.registry}}
+    if auth is not None and auth.credHelper:
+        return {"configMap": {"name": REGISTRY_CONFIG_MAP}}
+    return {"emptyDir": {}}
+
+
+def build_triggers(cfg: StackConfig, ns: Namespaces, secrets: SecretNames) -> list[Manifest]:
     env = cfg.environment
     lbl = labels(LISTENER, "ci-trigger", env)
-    docker_config = ({"secret": {"secretName": secrets.registry}} if has_registry_secret else {"emptyDir": {}})
+    docker_config = docker_config_workspace(cfg, secrets)
     pod_security = pod_security_context(RUNNER_UID)
     pipeline_run = {
         "apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
@@ -214,8 +286,10 @@ def build_triggers(cfg: StackConfig, ns: Namespaces, secrets: SecretNames, has_r
             "taskRunSpecs": [
                 {"pipelineTaskName": "deploy", "serviceAccountName": DEPLOYER_SA,
                  "podTemplate": {"securityContext": pod_security, "automountServiceAccountToken": True}},
-                {"pipelineTaskName": "build-push", "podTemplate": {"securityContext": {
-                    "runAsNonRoot": False, "runAsUser": 0, "seccompProfile": {"type": "RuntimeDefault"}}}},
+                {"pipelineTaskName": "build-push", "serviceAccountName": BUILDER_SA,
+                 "podTemplate": {"securityContext": {
+                     "runAsNonRoot": False, "runAsUser": 0, "seccompProfile": {"type": "RuntimeDefault"}},
+                     "automountServiceAccountToken": False}},
             ],
             "workspaces": [
                 {"name": "source", "volumeClaimTemplate": {"spec": {
@@ -237,6 +311,8 @@ def build_triggers(cfg: StackConfig, ns: Namespaces, secrets: SecretNames, has_r
          "metadata": metadata(LISTENER, ns.ci, lbl),
          "spec": {
              "serviceAccountName": LISTENER_SA,
+             # Other pipelines (e.g. pull-request review) join with a `Trigger` carrying these labels.
+             "labelSelector": {"matchLabels": dict(TRIGGER_SELECTOR)},
              "triggers": [{
                  "name": "github-push",
                  "interceptors": [
@@ -271,12 +347,44 @@ def build_network_policies(cfg: StackConfig, ns: Namespaces) -> list[Manifest]:
                              {"to": [{"namespaceSelector": {"matchLabels": {
                                  "kubernetes.io/metadata.name": "tekton-pipelines"}}}],
                               "ports": [{"protocol": "TCP", "port": 8443}]}]}},
-        # GitHub webhooks reach the listener (through the cluster's ingress or load balancer).
+        # Webhooks reach the listener only through the pods that forward them (the ingress controller).
         {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
          "metadata": metadata("listener-ingress", ns.ci, lbl),
          "spec": {"podSelector": {"matchLabels": {"eventlistener": LISTENER}}, "policyTypes": ["Ingress"],
-                  "ingress": [{"ports": [{"protocol": "TCP", "port": 8080}]}]}},
+                  "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {
+                      "kubernetes.io/metadata.name": cfg.cicd.webhook.ingressControllerNamespace}}}],
+                      "ports": [{"protocol": "TCP", "port": LISTENER_PORT}]}]}},
     ]
+
+
+def build_webhook_ingress(cfg: StackConfig, ns: Namespaces) -> list[Manifest]:
+    """The one public path to the listener, over TLS (exposure ingress)."""
+    hook = cfg.cicd.webhook
+    if hook.exposure != "ingress":
+        return []
+    assert hook.host and hook.tls, "config validation requires webhook.host and webhook.tls"
+    annotations = {"cert-manager.io/cluster-issuer": hook.tls.clusterIssuer} if hook.tls.clusterIssuer else None
+    return [{
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": metadata(LISTENER, ns.ci, labels(LISTENER, "ci-webhook", cfg.environment), annotations=annotations),
+        "spec": {
+            "ingressClassName": hook.ingressClass,
+            # cert-manager's ingress-shim issues into this Secret when clusterIssuer is set.
+            "tls": [{"hosts": [hook.host], "secretName": hook.tls.secretName or f"{LISTENER}-tls"}],
+            # Exact: the listener also answers /live and any other path; only the hook path is public.
+            "rules": [{"host": hook.host, "http": {"paths": [{
+                "path": hook.path, "pathType": "Exact",
+                "backend": {"service": {"name": f"el-{LISTENER}", "port": {"number": LISTENER_PORT}}}}]}}],
+        },
+    }]
+
+
+def webhook_url(cfg: StackConfig) -> str:
+    hook = cfg.cicd.webhook
+    if hook.exposure == "external":
+        assert hook.externalUrl, "config validation requires webhook.externalUrl"
+        return hook.externalUrl
+    return f"https://{hook.host}{hook.path}"
 
 
 class Tekton(pulumi.ComponentResource):
@@ -299,7 +407,7 @@ class AgentPipeline(pulumi.ComponentResource):
     """The agent's CI/CD: tasks, pipeline, triggers, service accounts and RBAC."""
 
     def __init__(self, name: str, cfg: StackConfig, ns: Namespaces, *, tekton: Tekton, secrets: SecretNames,
-                 has_registry_secret: bool, opts: pulumi.ResourceOptions | None = None) -> None:
+                 opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("rag-platform:cicd:AgentPipeline", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         pipelines_dep = pulumi.ResourceOptions(parent=self, depends_on=[tekton.pipelines])
@@ -308,7 +416,11 @@ class AgentPipeline(pulumi.ComponentResource):
                                 else child) for m in build_rbac(cfg, ns)]
         self.tasks = [KubeObject(m, pipelines_dep) for m in build_tasks(cfg, ns)]
         self.pipeline = KubeObject(build_pipeline(cfg, ns), pipelines_dep)
-        self.triggers = [KubeObject(m, triggers_dep) for m in build_triggers(cfg, ns, secrets, has_registry_secret)]
+        self.triggers = [KubeObject(m, triggers_dep) for m in build_triggers(cfg, ns, secrets)]
         self.policies = [KubeObject(m, child) for m in build_network_policies(cfg, ns)]
-        self.webhook_url = f"http://el-{LISTENER}.{ns.ci}.svc.cluster.local:8080"
-        self.register_outputs({"webhookUrl": self.webhook_url, "pipeline": PIPELINE})
+        self.exposure = [KubeObject(m, child) for m in build_webhook_ingress(cfg, ns) + build_registry_config(cfg, ns)]
+        self.webhook_url = webhook_url(cfg)
+        # What another pipeline's `Trigger` needs to join this listener (infra/components/review.py).
+        self.listener = LISTENER
+        self.trigger_labels = dict(TRIGGER_SELECTOR)
+        self.register_outputs({"webhookUrl": self.webhook_url, "pipeline": PIPELINE, "listener": LISTENER})

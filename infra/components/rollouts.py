@@ -38,7 +38,10 @@ def build_values(cfg: StackConfig) -> dict[str, Any]:
 
 
 def build_network_policies(cfg: StackConfig, ns: Namespaces) -> list[Manifest]:
-    """The controller talks to the API server (patching ReplicaSets, Ingresses) and to Prometheus."""
+    """The controller talks to the API server (patching ReplicaSets, Ingresses).
+
+    Its Prometheus queries and the scrape of its metrics port are allowed in infra/components/monitoring.py.
+    """
     return [{
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
         "metadata": metadata("argo-rollouts-controller-egress", ns.app,
@@ -46,8 +49,7 @@ def build_network_policies(cfg: StackConfig, ns: Namespaces) -> list[Manifest]:
         "spec": {
             "podSelector": {"matchLabels": CONTROLLER_LABELS},
             "policyTypes": ["Egress"],
-            "egress": [{"ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443},
-                                  {"protocol": "TCP", "port": 9090}]}],
+            "egress": [{"ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}]}],
         },
     }]
 

@@ -116,7 +116,7 @@ def test_cluster_services_and_agent():
                   milvus_uri=milvus.uri, generator=gpu.generator, rollouts=rollouts)
     assert agent.rollout.kind == "Rollout"
     tekton = Tekton("t-tekton")
-    pipeline = AgentPipeline("t-pipeline", c, ns, tekton=tekton, secrets=SecretNames(), has_registry_secret=False)
+    pipeline = AgentPipeline("t-pipeline", c, ns, tekton=tekton, secrets=SecretNames())
     assert [t.manifest["metadata"]["name"] for t in pipeline.tasks] == [
         "fetch-source", "unit-tests", "evaluation-gate", "build-push", "deploy-rollout"]
     return agent.rollout.urn.apply(lambda urn: _assert_in_component(urn, "rag-platform:agent:Agent"))

@@ -131,8 +131,10 @@ def test_canary_steps_analysis_and_traffic_routing(stacks):
         assert "agent_http_requests_total" in metrics["error-rate"]["provider"]["prometheus"]["query"]
         assert "result[0] <= 0.01" in metrics["error-rate"]["successCondition"]
         for metric in metrics.values():
-            # No canary traffic yields an empty vector: indexing it would be an analysis error.
-            assert metric["successCondition"].startswith("len(result) == 0 || isNaN(result[0]) ||")
+            # No evidence (an empty vector) is never a success: len() guards the index, and the
+            # failure condition makes "neither" Inconclusive (tests/release/ runs them for real).
+            assert metric["successCondition"].startswith("len(result) > 0 && ")
+            assert metric["failureCondition"].startswith("len(result) > 0 && ")
         p95 = metrics["p95-latency"]
         assert "agent_http_request_duration_seconds_bucket" in p95["provider"]["prometheus"]["query"]
         thresholds[n] = float(p95["successCondition"].rsplit("<=", 1)[1])
@@ -168,8 +170,15 @@ def test_no_plaintext_secret_anywhere(stacks, name):
         text = path.read_text()
         assert FAKE_SECRET_PREFIX not in text, f"generated secret leaked into {path}"
         assert PLACEHOLDER_PREFIX not in text, f"secret config leaked into {path}"
-    for secret in s.objects("Secret"):
-        assert secret["stringData"] == "[secret]"
+    secrets = s.objects("Secret")
+    assert secrets
+    for secret in secrets:
+        # Keys stay visible (a reviewer sees what a Secret carries), every value is hidden.
+        assert isinstance(secret["stringData"], dict) and secret["stringData"], secret["metadata"]["name"]
+        assert set(secret["stringData"].values()) == {"[secret]"}
+    keys = {m["metadata"]["name"]: sorted(m["stringData"]) for m in secrets}
+    assert keys["redis-auth"] == ["password"] and keys["github-webhook-secret"] == ["secretToken"]
+    assert {"api-keys", "redis-password"} <= set(keys["agent-secrets"])
     for cm in s.objects("ConfigMap"):
         blob = json.dumps(cm["data"])
         assert "[secret]" not in blob
@@ -232,7 +241,7 @@ def test_pipeline_least_privilege_and_gate(stacks):
     assert s.one("ServiceAccount", "pipeline-runner")["automountServiceAccountToken"] is False
     gate = s.one("Task", "evaluation-gate")["spec"]["steps"][0]["script"]
     assert "python -m agent.eval" in gate and "--gate stacks/gates/$(params.environment).json" in gate
-    assert "make test" in s.one("Task", "unit-tests")["spec"]["steps"][0]["script"]
+    assert "make test" in s.one("Task", "unit-tests")["spec"]["steps"][-1]["script"]
     assert all(t["apiVersion"] == "tekton.dev/v1" for t in s.objects("Task") + s.objects("Pipeline"))
     assert not s.objects("ClusterTask")
     listener = s.one("EventListener", "github-listener")["spec"]["triggers"][0]
@@ -276,6 +285,8 @@ def test_ci_steps_can_run_make_and_get_cpu_torch(stacks):
     tasks = {t["metadata"]["name"]: t for t in stacks["prod"].objects("Task")}
     for name in ("unit-tests", "evaluation-gate"):
         for step in tasks[name]["spec"]["steps"]:
+            if "python" not in step["image"]:
+                continue  # unit-tests' first step only copies the Prometheus binary
             assert "-slim" not in step["image"], step["image"]
             env = {e["name"]: e["value"] for e in step["env"]}
             assert env["TORCH_INDEX_URL"].endswith("/whl/cpu")
@@ -323,7 +334,8 @@ def test_minio_credentials_are_generated_and_referenced_by_name(stacks, name):
     """MinIO's keys: pulumi-random, a Secret in the Milvus namespace, and the chart gets only its name."""
     s = stacks[name]
     secret = s.one("Secret", "milvus-minio-credentials")
-    assert secret["metadata"]["namespace"] == f"rag-{name}-milvus" and secret["stringData"] == "[secret]"
+    assert secret["metadata"]["namespace"] == f"rag-{name}-milvus"
+    assert secret["stringData"] == {"accesskey": "[secret]", "secretkey": "[secret]"}
     randoms = {r["name"]: r["inputs"] for r in s.of_type("random:index/randomPassword:RandomPassword")}
     assert randoms["minio-access-key"] == {"length": 20, "special": False}
     assert randoms["minio-secret-key"] == {"length": 40, "special": False}

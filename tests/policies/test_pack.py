@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,8 @@ from pulumi_policy import EnforcementLevel, ResourceValidationPolicy, StackValid
 from pulumi_policy.policy import _PolicyAnalyzerServicer
 
 from policies import catalog
+from policies.engine import PolicyCrash
+from policies.model import Policy
 from policies.pack import PACK_NAME, build_policies
 from policies.pack_config import EXEMPTIONS_SCHEMA
 
@@ -113,6 +116,16 @@ def test_stack_policy_through_pulumi_policy(analyzer):
     assert "ClusterRole 'reader' is not referenced" in d.message
 
 
+def test_a_crashing_policy_names_itself_and_the_object_through_the_pack():
+    def boom(token, props):
+        raise KeyError("rules")
+
+    crashing = Policy("crashing-fixture", "raises", "high", "fix it", resource_check=boom)
+    servicer = _PolicyAnalyzerServicer(PACK_NAME, "0.1.0", build_policies([crashing]), EnforcementLevel.MANDATORY)
+    with pytest.raises(PolicyCrash, match=r"policy crashing-fixture crashed on ClusterRole/x \(kubernetes:rbac"):
+        servicer.Analyze(analyze_request(wildcard_role()), None)
+
+
 def test_stack_config_files_satisfy_the_packs_config_schema():
     """The CLI validates --policy-pack-config against each policy's schema; mirror its checks here."""
     item = EXEMPTIONS_SCHEMA["items"]
@@ -143,17 +156,23 @@ runpy.run_module("pulumi.policy", run_name="__main__", alter_sys=True)
 """
 
 
-def test_the_cli_launch_path_serves_the_pack_over_grpc():
-    """Start the pack exactly as the Pulumi CLI does and call it over gRPC."""
+def _first_line(proc: subprocess.Popen, timeout: float) -> str:
+    """The process's first stdout line, or '' once `timeout` seconds pass (a test never hangs on it)."""
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    return proc.stdout.readline().strip() if ready else ""
+
+
+def _serve_and_call(argv: list[str]) -> None:
+    """Start the pack with `argv` in policies/ (as the engine does), call it over gRPC, stop it."""
     import grpc
     from pulumi.runtime.proto import analyzer_pb2_grpc
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("PULUMI_")}
-    proc = subprocess.Popen([sys.executable, "-u", "-c", _LAUNCH_AS_CLI, "127.0.0.1:1", "."],
-                            cwd=ROOT / "policies", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(argv, cwd=ROOT / "policies", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
     try:
-        port = proc.stdout.readline().strip()
-        assert port.isdigit(), proc.stderr.read() if proc.poll() is not None else port
+        port = _first_line(proc, timeout=60)
+        assert port.isdigit(), (port, proc.poll(), proc.stderr.read() if proc.poll() is not None else "")
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = analyzer_pb2_grpc.AnalyzerStub(channel)
             info = stub.GetAnalyzerInfo(empty_pb2.Empty(), timeout=10)
@@ -163,3 +182,13 @@ def test_the_cli_launch_path_serves_the_pack_over_grpc():
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_the_cli_launch_path_serves_the_pack_over_grpc():
+    """Start the pack exactly as the Pulumi CLI does (without this project's editable install) and call it."""
+    _serve_and_call([sys.executable, "-u", "-c", _LAUNCH_AS_CLI, "127.0.0.1:1", "."])
+
+
+def test_the_engine_command_line_serves_the_pack():
+    """The shim's literal command: `python -u -m pulumi.policy <engine-address> .` in the pack directory."""
+    _serve_and_call([sys.executable, "-u", "-m", "pulumi.policy", "127.0.0.1:1", "."])

@@ -66,7 +66,7 @@ def test_hardened_workload_passes_every_pod_security_policy(k8s, kind):
 
 
 CONTAINER_CASES = [
-    ("require-run-as-non-root", {"runAsNonRoot": False}, (), "may run as root"),
+    ("require-run-as-non-root", {"runAsNonRoot": False}, (), "sets runAsNonRoot: false"),
     ("require-run-as-non-root", {"runAsUser": 0}, (), "runAsUser: 0"),
     ("restrict-privilege-escalation", {}, ("allowPrivilegeEscalation",), "allowPrivilegeEscalation: false"),
     ("restrict-privilege-escalation", {"allowPrivilegeEscalation": True}, (), "allowPrivilegeEscalation: false"),
@@ -103,9 +103,12 @@ def test_pod_level_settings_are_inherited_and_container_overrides_pod(k8s):
     # The container's own value wins over the pod's.
     root = k8s.container(securityContext=hardened_sc(k8s, runAsNonRoot=False))
     assert len(k8s.violations("require-run-as-non-root", k8s.workload("Deployment", k8s.pod_spec(containers=[root])))) == 1
+    # A forbidden pod-level value is a finding even where every container overrides it (as PSA does).
     pod_off = k8s.pod_spec(securityContext={"runAsNonRoot": False, "seccompProfile": {"type": "Unconfined"}})
-    assert k8s.violations("require-run-as-non-root", k8s.workload("Deployment", pod_off)) == []
-    assert k8s.violations("require-seccomp-runtime-default", k8s.workload("Deployment", pod_off)) == []
+    [v] = k8s.violations("require-run-as-non-root", k8s.workload("Deployment", pod_off))
+    assert v.message.startswith("spec.template.spec.securityContext.runAsNonRoot is false")
+    [v] = k8s.violations("require-seccomp-runtime-default", k8s.workload("Deployment", pod_off))
+    assert v.message.startswith("spec.template.spec.securityContext.seccompProfile.type is 'Unconfined'")
 
 
 def test_init_containers_are_checked(k8s):
