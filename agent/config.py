@@ -110,6 +110,10 @@ class Settings(BaseSettings):
     tool_timeout_seconds: float = Field(5.0, gt=0)
 
     # --- process ---
+    malloc_arena_max: int = Field(2, ge=0, le=64, description="glibc malloc arenas for `python -m agent "
+                                  "serve` (0: glibc's default, 8 per core); fewer arenas hold less freed memory.")
+    memory_trim_seconds: float = Field(30.0, ge=0, description="How often freed heap pages are returned to "
+                                       "the kernel (malloc_trim); 0 turns it off.")
     data_dir: Path = Path("./.agent-data")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 

@@ -34,6 +34,7 @@ from agent.plugins.builtins import builtin_registry
 from agent.chunking import Chunker
 from agent.ranking import Ranking
 from agent.retrieval import Retriever
+from agent.runtime import release_free_memory
 from agent.stores.sessions import RateLimiter, SessionStore, connect_redis
 from agent.stores.vectors import VectorStore, VectorStoreAuthError, VectorStoreUnavailable
 
@@ -112,6 +113,9 @@ def create_app(settings: Settings | None = None, *, encoder: Encoder | None = No
                 executor=Executor(retriever, generator, registry, metrics),
                 api_keys=[k.encode() for k in settings.api_key_list],
             )
+            if settings.memory_trim_seconds > 0:
+                trimmer = asyncio.create_task(_release_memory_every(settings.memory_trim_seconds))
+                stack.push_async_callback(_cancel, trimmer)
             connector = asyncio.create_task(_connect_milvus(settings, retriever, enc.dim, metrics))
             stack.push_async_callback(_cancel, connector)
             # Usually quick (Lite, or a healthy server); if not, keep starting and retry behind.
@@ -151,6 +155,14 @@ async def _cancel(task: asyncio.Task) -> None:
     task.cancel()
     with suppress(asyncio.CancelledError):
         await task
+
+
+async def _release_memory_every(seconds: float) -> None:
+    """Give freed heap pages back to the kernel now and then (agent.runtime): RSS follows the
+    working set after a burst instead of staying at its peak."""
+    while True:
+        await asyncio.sleep(seconds)
+        await asyncio.to_thread(release_free_memory)
 
 
 async def _close_store(retriever: Retriever) -> None:
