@@ -1,4 +1,4 @@
-"""6. Known-item retrieval, judged per document: the agent's /retrieve against an off-the-shelf hybrid.
+"""7. Known-item retrieval, judged per document: the agent's /retrieve against an off-the-shelf hybrid.
 
 Corpora: bench/data/known-item-{heldout,tuning}.jsonl (bench/known_item_corpus.py says how they were
 built). Each question names exactly one document. The agent ingests every document through
@@ -99,7 +99,7 @@ def measure(ctx: RunContext, corpus: str, workdir: Path, limit: int | None = Non
 
 
 def run(ctx: RunContext, corpora: tuple[str, ...] = ("heldout", "tuning")) -> Result:
-    result = Result("known_item", "6. Known-item retrieval per document: /retrieve vs an off-the-shelf hybrid")
+    result = Result("known_item", "7. Known-item retrieval per document: /retrieve vs an off-the-shelf hybrid")
     limit = 60 if ctx.quick else None
     details = {}
     with tempfile.TemporaryDirectory(prefix="bench-known-item-") as tmp:
@@ -123,7 +123,8 @@ def run(ctx: RunContext, corpora: tuple[str, ...] = ("heldout", "tuning")) -> Re
     result.notes += [
         "Held-out corpus: judged only, never tuned on; tuning corpus: where ideas were tried "
         "(docs/benchmarks.md). Both built once by bench/known_item_corpus.py from manual pages and Python "
-        "standard-library modules; the question is the document's own summary line, removed from its text.",
+        "standard-library modules, in suites; the question is a sentence of the document (6-12 words, found in "
+        "no other document), cut out of it with its whole paragraph (inverse cloze).",
         f"/retrieve with top_k={TOP_CHUNKS}; documents = the first distinct ones among those chunks; "
         f"hit@{HIT_K} and MRR@{MRR_K} by document. Won/lost: reciprocal rank per query against the hybrid.",
     ]

@@ -247,7 +247,7 @@ def ask(items: list[KnownItem], sources: dict[str, Candidate]) -> list[KnownItem
             pattern = _loose(paragraph)
             if len(pattern.findall(d.text)) == 1:
                 rest = clean_text(pattern.sub("", d.text, count=1))
-                if len(rest) >= MIN_CHARS:
+                if len(rest) >= MIN_CHARS and q not in _flat(rest):  # not quoted twice in its page
                     asked = KnownItem(d.id, d.family, sentence, rest)
                     break
         out.append(asked)
