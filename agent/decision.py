@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from agent.perception import Intent, Perception
-from agent.stores.sessions import Message
+from agent.types import Message
 
 
 class Action(StrEnum):

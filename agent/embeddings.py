@@ -15,10 +15,12 @@ normalisation) while doing less work per text:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,6 +146,10 @@ class Encoder:
         # One forward at a time: torch already uses every core for one batch, and concurrent
         # requests would only thrash the caches.
         self._lock = threading.Lock()
+        # Async callers queue on this one thread (`encode_async`), not in anyio's shared worker
+        # pool: a large ingest waiting for the lock there starved the threads /readyz and the
+        # Milvus calls need. One thread also keeps torch's allocations in one malloc arena.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encoder")
 
     @classmethod
     def load(cls, model_path: Path | None = None, device: str = "auto", batch_size: int = 64) -> Encoder:
@@ -166,6 +172,10 @@ class Encoder:
                 idx = order[start:start + bs]
                 out[idx] = self._forward([ids[i] for i in idx], scratch).float().cpu()
         return out.numpy()
+
+    async def encode_async(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
+        """`encode` on the encoder's own thread, for async code."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self.encode, texts, batch_size)
 
     # ---------------------------------------------------------------- the model
     def _scratch(self, first_batch_lengths: list[int]) -> _Scratch:

@@ -17,8 +17,7 @@ from agent.observability import Metrics
 from agent.perception import Perception, perceive
 from agent.plugins import ToolError, ToolRegistry
 from agent.retrieval import Retriever
-from agent.stores.sessions import Message
-from agent.stores.vectors import Hit
+from agent.types import Hit, Message
 
 log = logging.getLogger(__name__)
 

@@ -18,20 +18,20 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
-import anyio
 import numpy as np
 import httpx
 
+from agent.chunking import split_sentences
 from agent.embeddings import Encoder
-from agent.stores.vectors import Hit
+from agent.types import Hit
 
 log = logging.getLogger(__name__)
 
 NOT_FOUND = ("I could not find an answer to that in the indexed documents. "
              "Try rephrasing the question or ingest a document that covers it.")
-_SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(`])|\n+")
 
 
 @dataclass
@@ -72,17 +72,21 @@ class _Scored:
     score: float
 
 
-def split_sentences(text: str) -> list[str]:
-    parts = (s.strip(" -*#>\t") for s in _SENTENCE_SPLIT.split(text))
-    return [s for s in parts if len(s) >= 12]
+# Vectors for (passage, sentence) pairs from wherever they were kept; None where a vector is missing.
+SentenceSource = Callable[[Sequence[Hit], Sequence[tuple[int, str]]], Awaitable[list[np.ndarray | None]]]
 
 
 class SupportScorer:
-    """Cosine between the question and every passage sentence."""
+    """Cosine between the question and every passage sentence.
 
-    def __init__(self, encoder: Encoder, min_score: float) -> None:
+    With a `stored` source (the sentence vectors written at ingestion, agent/stores/sentences.py)
+    only sentences it lacks are encoded; without one, every sentence is encoded on every request
+    (AGENT_SENTENCE_VECTORS=request, the old path). Both give the same scores."""
+
+    def __init__(self, encoder: Encoder, min_score: float, stored: SentenceSource | None = None) -> None:
         self.encoder = encoder
         self.min_score = min_score
+        self.stored = stored
 
     async def supported(self, question: str, passages: list[Hit],
                         question_vector: np.ndarray | None = None) -> list[_Scored] | None:
@@ -97,11 +101,17 @@ class SupportScorer:
         items = [(i, s) for i, p in enumerate(passages) for s in split_sentences(p.text)]
         if not items:
             return []
+        found: list[np.ndarray | None] = [None] * len(items)
+        if self.stored is not None:
+            found = await self.stored(passages, items)
+        missing = [s for (_, s), v in zip(items, found, strict=True) if v is None]
         if question_vector is None:
-            vectors = await anyio.to_thread.run_sync(self.encoder.encode, [question] + [s for _, s in items])
-            question_vector, vectors = vectors[0], vectors[1:]
-        else:
-            vectors = await anyio.to_thread.run_sync(self.encoder.encode, [s for _, s in items])
+            missing.insert(0, question)
+        encoded = list(await self.encoder.encode_async(missing)) if missing else []
+        if question_vector is None:
+            question_vector = encoded.pop(0)
+        fill = iter(encoded)
+        vectors = np.stack([v if v is not None else next(fill) for v in found])
         sims = vectors @ question_vector
         scored = [_Scored(i, s, float(v)) for (i, s), v in zip(items, sims, strict=True)]
         return sorted(scored, key=lambda x: x.score, reverse=True)

@@ -30,12 +30,22 @@ class Perception:
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Whitespace as both Python and JavaScript (JSON Schema) regexes see it, spelled out: `\s` differs
+# between them (U+FEFF, U+0085, U+001C-U+001F). A message needs one character outside this set;
+# the API schema's `pattern` uses the same class, so schema and server agree on "blank".
+BLANK_CHARS = ("\\t\\n\\v\\f\\r \\x00-\\x1f\\x7f\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029"
+               "\\u202f\\u205f\\u3000\\ufeff")
+VISIBLE_TEXT_PATTERN = f"[^{BLANK_CHARS}]"
+_BLANK = re.compile(f"[{BLANK_CHARS}]+")
 _CHIT_CHAT = re.compile(
     r"^(hi|hello|hey|hiya|yo|good (morning|afternoon|evening)|thanks?( you)?|thank you( very much)?|"
     r"cheers|ok(ay)?|cool|great|bye|goodbye|see you|how are you( doing)?|who are you|what can you do)"
     r"[\s!.?,]*$", re.IGNORECASE)
-# An arithmetic expression: numbers, operators, parentheses; at least one binary operator.
-_ARITH = re.compile(r"(?<![\w.])[-+(\s]*\d[\d.\s]*(?:(?:\*\*|[-+*/%^]|//)[\s(]*[-+]?\s*\d[\d.\s]*\)*\s*)+")
+# Arithmetic is recognised by a tokenizer and a three-state scan, not by one regex: a nested
+# quantifier over "digits, dots and spaces" backtracked exponentially on "1+1 +1 ... x" (a
+# 100-character message froze the event loop). Each token pattern below is a single, unambiguous
+# step, so the scan is linear in the message length.
+_ARITH_TOKEN = re.compile(r"\s*(?:(?P<num>\d[\d.]*)|(?P<op>\*\*|//|[-+*/%^])|(?P<open>\()|(?P<close>\)))")
 _CALC_PREFIX = re.compile(r"^(please\s+)?(calculate|compute|evaluate|what\s+is|what's|whats|how\s+much\s+is)\b",
                           re.IGNORECASE)
 _FOLLOW_UP_START = re.compile(
@@ -48,7 +58,7 @@ _REFERS_BACK = re.compile(r"\b(it|its|it's|that|this|those|these|they|them|their
 def normalise(message: str) -> str:
     text = unicodedata.normalize("NFKC", message)
     text = _CONTROL.sub(" ", text)
-    return re.sub(r"\s+", " ", text).strip()
+    return _BLANK.sub(" ", re.sub(r"\s+", " ", text)).strip()
 
 
 def perceive(message: str, has_history: bool = False) -> Perception:
@@ -65,10 +75,39 @@ def perceive(message: str, has_history: bool = False) -> Perception:
 
 def _arithmetic(text: str) -> str | None:
     stripped = _CALC_PREFIX.sub("", text).strip(" ?!.=")
-    match = _ARITH.fullmatch(stripped)
-    if match is None:
+    if not _is_arithmetic(stripped):
         return None
     return stripped.replace("^", "**").strip()
+
+
+def _is_arithmetic(text: str) -> bool:
+    """Numbers joined by at least one binary operator; signs and parentheses around the operands.
+
+    Shape only (the calculator parses and bounds the expression): operand := ("(" | sign)* number
+    ")"*, expression := operand (operator operand)+.
+    """
+    pos, end = 0, len(text)
+    expect_operand = True   # before a number: "(", a sign or the number; after one: ")" or an operator
+    operators = 0
+    while pos < end:
+        token = _ARITH_TOKEN.match(text, pos)
+        if token is None:
+            if text[pos:].isspace():
+                break
+            return False
+        pos = token.end()
+        kind = token.lastgroup
+        if expect_operand:
+            if kind == "num":
+                expect_operand = False
+            elif kind == "close" or (kind == "op" and token["op"] not in "+-"):
+                return False
+        elif kind == "op":
+            operators += 1
+            expect_operand = True
+        elif kind != "close":
+            return False
+    return operators > 0 and not expect_operand
 
 
 def _is_follow_up(text: str) -> bool:

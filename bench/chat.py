@@ -1,10 +1,17 @@
-"""3. `/chat` end to end through uvicorn on loopback, against the same work in-process.
+"""3. `/chat` end to end through uvicorn on loopback: against the same work in-process, and
+against today's path (every passage sentence encoded per request).
 
 The server is `python -m agent serve` in its own process (as in the pod), driven by an httpx async
 client at each concurrency level; every request is a new session, so its cost includes the Redis
-session read and write. The baseline is the same pipeline (perception -> decision -> execution:
-retrieval and extractive generation) called directly on the same data directory, at the same
-concurrency, without HTTP, auth, middleware or sessions. Overhead = HTTP p50 / in-process p50 - 1.
+session read and write. Two baselines, each measured alternately with it in the same run:
+
+- the same pipeline (perception -> decision -> execution: retrieval and extractive generation)
+  called directly on a copy of the data, without HTTP, auth, middleware or sessions
+  (overhead = HTTP p50 / in-process p50 - 1);
+- a second server on another copy of the same index with AGENT_SENTENCE_VECTORS=per_request: the
+  support scorer encodes every sentence of the retrieved passages on every request, as /chat
+  did before sentence vectors were stored at ingestion. Both servers must give the same answers
+  (text and cited chunks) to every message; the speed-up is measured at concurrency 8.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ from bench.corpus import make_queries
 API_KEY = "bench"  # the key the uvicorn server is started with
 
 TARGET_OVERHEAD = 0.30
+TARGET_SPEEDUP = 3.0
+SPEEDUP_CONCURRENCY = 8
 ROUNDS = 3
 READY_TIMEOUT_S = 180
 
@@ -38,10 +47,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(data_dir: Path, port: int, log_path: Path) -> subprocess.Popen:
+def start_server(data_dir: Path, port: int, log_path: Path, **settings: str) -> subprocess.Popen:
+    """`settings`: extra AGENT_* variables, e.g. sentence_vectors="per_request"."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_")}
     env.update({"AGENT_DATA_DIR": str(data_dir), "AGENT_API_KEYS": API_KEY, "AGENT_RATE_LIMIT_PER_MINUTE": "0",
                 "HF_HUB_OFFLINE": "1"})
+    env.update({f"AGENT_{k.upper()}": v for k, v in settings.items()})
     with log_path.open("wb") as logfile:
         proc = subprocess.Popen([sys.executable, "-m", "agent", "serve", "--host", "127.0.0.1", "--port", str(port)],
                                 env=env, stdout=logfile, stderr=subprocess.STDOUT)
@@ -97,6 +108,19 @@ async def http_load(base_url: str, messages: list[str], concurrency: int) -> tup
         return await _load(call, messages, concurrency)
 
 
+async def http_answers(base_url: str, messages: list[str]) -> list[tuple[str, list[str]]]:
+    """Each message's answer text and cited chunk ids, one request at a time."""
+    async with httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {API_KEY}"},
+                                 timeout=300) as client:
+        out = []
+        for message in messages:
+            response = await client.post("/chat", json={"message": message})
+            response.raise_for_status()
+            body = response.json()
+            out.append((body["answer"], [c["chunk_id"] for c in body["citations"]]))
+        return out
+
+
 def in_process_pipeline(resources):
     """The work /chat does, minus HTTP, auth, middleware and the session store."""
     async def call(message: str) -> None:
@@ -115,8 +139,10 @@ def run(ctx: RunContext) -> Result:
     messages = [q.text + "?" for q in queries]
     payload = [{"id": d.id, "text": d.text, "metadata": {}} for d in docs]
 
-    result = Result("chat", "3. /chat end to end: uvicorn on loopback vs in-process pipeline")
-    levels: dict[int, dict] = {c: {"http": ([], 0.0), "in_process": ([], 0.0)} for c in sizes.chat_concurrency}
+    result = Result("chat", "3. /chat end to end: uvicorn on loopback vs in-process pipeline, and vs today's path")
+    # The speed-up is read at concurrency 8 (the smallest level of a smoke run that is above 1).
+    speedup_level = SPEEDUP_CONCURRENCY if SPEEDUP_CONCURRENCY in sizes.chat_concurrency else max(sizes.chat_concurrency)
+    levels: dict[int, dict] = {c: {} for c in sizes.chat_concurrency}
     with tempfile.TemporaryDirectory(prefix="bench-chat-") as tmp:
         served, direct = Path(tmp) / "served", Path(tmp) / "direct"
         with in_process_app(direct, encoder=ctx.encoder) as client:
@@ -126,26 +152,37 @@ def run(ctx: RunContext) -> Result:
         # so both stay up and the measurements can alternate (background load on a shared machine
         # then hits both alike).
         shutil.copytree(direct, served)
-        port = _free_port()
-        base_url = f"http://127.0.0.1:{port}"
+        shutil.copytree(direct, Path(tmp) / "old")
+        port, old_port = _free_port(), _free_port()
+        base_url, old_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{old_port}"
         proc = start_server(served, port, Path(tmp) / "server.log")
+        old_proc = None
         try:
+            old_proc = start_server(Path(tmp) / "old", old_port, Path(tmp) / "server-old.log",
+                                    sentence_vectors="per_request")
+            new_answers = asyncio.run(http_answers(base_url, messages))
+            old_answers = asyncio.run(http_answers(old_url, messages))
             with in_process_app(direct, encoder=ctx.encoder) as client:
                 call = in_process_pipeline(client.app.state.resources)
                 client.portal.call(_load, call, messages[:2], 1)
                 for round_ in range(ROUNDS):
                     for conc in sizes.chat_concurrency:
-                        for mode in ("http", "in_process"):
+                        modes = ("http", "in_process") + (("old_path",) if conc == speedup_level else ())
+                        for mode in modes:
                             if mode == "http":
                                 lat, wall = asyncio.run(http_load(base_url, messages, conc))
+                            elif mode == "old_path":
+                                lat, wall = asyncio.run(http_load(old_url, messages, conc))
                             else:
                                 lat, wall = client.portal.call(_load, call, messages, conc)
-                            samples, total = levels[conc][mode]
+                            samples, total = levels[conc].get(mode, ([], 0.0))
                             levels[conc][mode] = (samples + lat, total + wall)
                             log.info("chat %s c=%d round %d: p50 %.0f ms, %.2f req/s", mode, conc, round_ + 1,
                                      latency_ms(lat)["p50"], len(lat) / wall)
         finally:
             stop_server(proc)
+            if old_proc is not None:
+                stop_server(old_proc)
     levels = {conc: {mode: {**latency_ms(samples), "rps": round(len(samples) / wall, 2)}
                      for mode, (samples, wall) in lv.items()} for conc, lv in levels.items()}
 
@@ -159,9 +196,25 @@ def run(ctx: RunContext) -> Result:
         result.add(case, "p95", http["p95"], base["p95"], "in-process pipeline", unit="ms")
         result.add(case, "req/s", http["rps"], base["rps"], "in-process pipeline",
                    target=f"≥ {1 - TARGET_OVERHEAD:.0%} of baseline", met=http["rps"] >= (1 - TARGET_OVERHEAD) * base["rps"])
+        if "old_path" in lv:
+            old = lv["old_path"]
+            result.add(case, "req/s vs today's path", http["rps"], old["rps"],
+                       "sentences encoded per request (AGENT_SENTENCE_VECTORS=per_request)",
+                       target=f"≥ {TARGET_SPEEDUP:g}× baseline", met=http["rps"] >= TARGET_SPEEDUP * old["rps"])
+            result.add(case, "p50 vs today's path", http["p50"], old["p50"],
+                       "sentences encoded per request (AGENT_SENTENCE_VECTORS=per_request)", unit="ms")
+    same = sum(a == b for a, b in zip(new_answers, old_answers, strict=True))
+    result.add(f"{len(messages)} messages", "same answer and citations as today's path", same, len(messages),
+               "messages", target="all", met=same == len(messages))
     result.details = {"documents": len(docs), "requests_per_level": len(messages), "levels": levels,
-                      "example_messages": messages[:3]}
+                      "example_messages": messages[:3],
+                      "answers_differing_from_todays_path": [
+                          {"message": m, "now": a, "today": b}
+                          for m, a, b in zip(messages, new_answers, old_answers, strict=True) if a != b]}
     result.notes.append(f"{len(messages)} /chat requests per level and mode in each of {ROUNDS} alternating rounds "
                         f"(samples pooled), each a new session, over {len(docs)} ingested documents; warm-up "
                         "requests are not counted.")
+    result.notes.append(f"Today's path: a second server on a copy of the same index with "
+                        f"AGENT_SENTENCE_VECTORS=per_request (every passage sentence encoded per request), "
+                        f"measured at concurrency {speedup_level} in the same alternating rounds.")
     return result

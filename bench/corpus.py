@@ -3,8 +3,10 @@
 Sources, in order, until enough chunks exist: Python's documentation topics (`pydoc_data.topics`),
 then docstrings of the standard library and of large installed packages (numpy, scipy, ...), read
 with `ast` (nothing is imported, so no module side effects). Nobody on this project wrote any of it,
-and none of it is committed. Chunks come from the agent's own chunker with the agent's defaults,
-exact duplicates removed (copied docstrings would make "the relevant chunk" ambiguous).
+and none of it is committed. Chunks are cut by characters with semantic-text-splitter (the library
+behind the agent's token-aware chunker; these chunks go straight into the store, not through the
+agent's ingestion), exact duplicates removed (copied docstrings would make "the relevant chunk"
+ambiguous).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.chunking import chunk_text
+from agent.chunking import normalise_text
 
 # Site-packages with large, mostly hand-written docstrings; missing ones are skipped.
 PACKAGES = ("numpy", "scipy", "networkx", "sympy", "pandas", "sklearn", "torch", "transformers")
@@ -77,16 +79,19 @@ def iter_documents() -> Iterator[Doc]:
 def build_chunks(target: int, chunk_size: int = 800, overlap: int = 150,
                  documents: Iterator[Doc] | None = None) -> tuple[list[Doc], list[ChunkRef]]:
     """The first `target` distinct chunks of the corpus, with the documents they came from."""
+    from semantic_text_splitter import TextSplitter
+
+    splitter = TextSplitter(chunk_size, overlap=overlap)  # by characters: these chunks skip the agent's ingestion
     docs: list[Doc] = []
     chunks: list[ChunkRef] = []
     seen: set[str] = set()
     for doc in documents if documents is not None else iter_documents():
         kept = False
-        for chunk in chunk_text(doc.text, chunk_size, overlap):
-            if len(chunk.text) < 40 or chunk.text in seen:  # fragments and copies
+        for index, text in enumerate(splitter.chunks(normalise_text(doc.text))):
+            if len(text) < 40 or text in seen:  # fragments and copies
                 continue
-            seen.add(chunk.text)
-            chunks.append(ChunkRef(f"{doc.id}#{chunk.index}", doc.id, chunk.text))
+            seen.add(text)
+            chunks.append(ChunkRef(f"{doc.id}#{index}", doc.id, text))
             kept = True
             if len(chunks) >= target:
                 break

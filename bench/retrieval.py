@@ -15,9 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from agent.eval import metrics as m
+from agent.ranking import Ranking
+from agent.retrieval import hybrid_rank
 from agent.stores.vectors import primary_key
 
-from bench.common import Result, RunContext, agent_chunking, latency_ms, log, progress, rss_mb
+from bench.common import Result, RunContext, agent_chunker, latency_ms, log, progress, rss_mb
 from bench.corpus import ChunkRef, make_queries, relevant_chunks
 
 K = 10
@@ -67,12 +69,13 @@ def bm25_search(store, query: str, k: int) -> list[str]:
 
 
 def hybrid_search(store, query: str, vector: np.ndarray, k: int) -> list[str]:
-    return [h.chunk_id for h in store.hybrid_search(query, vector, k)]
+    """The agent's ranking (agent.retrieval.hybrid_rank with the default Ranking) on this store."""
+    return [h.chunk_id for h in hybrid_rank(store, Ranking(), query, vector, k)]
 
 
 def rrf_search(store, query: str, vector: np.ndarray, k: int) -> list[str]:
-    """The hybrid query without the phrase signal: dense + BM25 RRF as Milvus returns it."""
-    return [h.chunk_id for h in store.hybrid_search(query, vector, k, phrase_min_coverage=0)]
+    """The agent's ranking without the phrase signal: dense + BM25 RRF alone."""
+    return [h.chunk_id for h in hybrid_rank(store, Ranking(phrase_min_coverage=0), query, vector, k)]
 
 
 def exact_top_k(matrix: np.ndarray, vector: np.ndarray, k: int) -> np.ndarray:
@@ -139,14 +142,14 @@ GOLDEN_K = 5
 
 def measure_golden(ctx: RunContext, workdir: Path) -> dict:
     """MRR@5 and hit@5 by document of hybrid, RRF alone, dense and BM25 on the golden questions."""
-    from agent.chunking import chunk_text, with_title
     from agent.eval.dataset import load_corpus, load_dataset
     from agent.stores.vectors import ChunkRow, VectorStore
 
     docs = load_corpus(list(GOLDEN_CORPUS))
     items = load_dataset(GOLDEN_DATASET)
-    pieces = [(d.id, f"{d.id}#{c.index}", with_title(d.title, c.text))  # as the agent indexes them
-              for d in docs for c in chunk_text(d.text, *agent_chunking())]
+    chunker = agent_chunker(ctx.encoder)
+    pieces = [(d.id, f"{d.id}#{c.index}", c.text)  # as the agent indexes them, title included
+              for d in docs for c in chunker.split(d.text, d.title)]
     vectors = ctx.embed([text for _, _, text in pieces], desc="encode golden corpus")
     questions = [item.question.question for item in items]
     qvecs = ctx.embed(questions, desc="encode golden questions")
@@ -231,12 +234,12 @@ def run(ctx: RunContext) -> Result:
         f"{len(queries)} queries: a sentence drawn from one of the first {min(sizes.retrieval_sizes):,} chunks "
         "with ~30% of its words dropped; relevant = every chunk containing the sentence. Larger sizes add "
         "distractors only.",
-        f"Index chunks are cut by the agent's chunker at {INDEX_CHUNK_CHARS} chars (overlap "
+        f"Index chunks are cut at {INDEX_CHUNK_CHARS} chars (overlap "
         f"{INDEX_CHUNK_OVERLAP}) so that encoding 50k of them fits a 2-core run.",
         "Golden questions: the evaluation gate's natural-language questions about this project's docs, "
         "relevance by document section; a second query family where word overlap is low.",
-        "Latency is the search call alone (query vector precomputed); hybrid = the agent's "
-        "`VectorStore.hybrid_search` (dense + BM25 fused by RRF k=60, plus the phrase-match signal of "
-        "agent/ranking.py); rrf = the same call with the phrase signal off.",
+        "Latency is the search call alone (query vector precomputed); hybrid = the agent's ranking "
+        "(`agent.retrieval.hybrid_rank`: the store's dense and BM25 searches fused and re-ranked by "
+        "agent/ranking.py); rrf = the same with the phrase signal off.",
     ]
     return result

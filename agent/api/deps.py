@@ -1,12 +1,18 @@
-"""What routes depend on: the app's resources (built in the lifespan), the caller, and limits."""
+"""What routes depend on: one narrow `Annotated` dependency per resource, the caller, and limits.
+
+The lifespan builds one `Resources` per app and keeps it in `app.state.resources`; routes never
+take the whole bag. Each declares exactly what it touches (`RetrieverDep`, `SessionsDep`, ...),
+so a reader, and static call-following, can see which dependency a route can fail on.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -27,7 +33,7 @@ RATE_LIMIT_STATE = "rate_limit"
 
 @dataclass
 class Resources:
-    """Everything a request may need, created once per app in the lifespan."""
+    """Everything the app created in its lifespan (routes take single fields through the deps below)."""
 
     settings: Settings
     metrics: Metrics
@@ -41,6 +47,62 @@ class Resources:
     api_keys: list[bytes]
 
 
+def _resources(request: Request) -> Resources:
+    return request.app.state.resources
+
+
+def get_settings(request: Request) -> Settings:
+    return _resources(request).settings
+
+
+def get_metrics(request: Request) -> Metrics:
+    return _resources(request).metrics
+
+
+def get_encoder(request: Request) -> Encoder:
+    return _resources(request).encoder
+
+
+def get_retriever(request: Request) -> Retriever:
+    return _resources(request).retriever
+
+
+def get_redis(request: Request) -> RedisHandle:
+    return _resources(request).redis
+
+
+def get_sessions(request: Request) -> SessionStore:
+    return _resources(request).sessions
+
+
+def get_limiter(request: Request) -> RateLimiter:
+    return _resources(request).limiter
+
+
+def get_tools(request: Request) -> ToolRegistry:
+    return _resources(request).tools
+
+
+def get_executor(request: Request) -> Executor:
+    return _resources(request).executor
+
+
+def get_api_keys(request: Request) -> list[bytes]:
+    return _resources(request).api_keys
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+EncoderDep = Annotated[Encoder, Depends(get_encoder)]
+RetrieverDep = Annotated[Retriever, Depends(get_retriever)]
+RedisDep = Annotated[RedisHandle, Depends(get_redis)]
+SessionsDep = Annotated[SessionStore, Depends(get_sessions)]
+LimiterDep = Annotated[RateLimiter, Depends(get_limiter)]
+ToolsDep = Annotated[ToolRegistry, Depends(get_tools)]
+ExecutorDep = Annotated[Executor, Depends(get_executor)]
+ApiKeysDep = Annotated[list[bytes], Depends(get_api_keys)]
+
+
 @dataclass(frozen=True)
 class Caller:
     """Who is calling: a short hash of their key (never the key itself) or 'anonymous'."""
@@ -48,11 +110,7 @@ class Caller:
     id: str
 
 
-def get_resources(request: Request) -> Resources:
-    return request.app.state.resources
-
-
-def _authenticate(request: Request, keys: list[bytes]) -> Caller:
+def authenticate(request: Request, keys: list[bytes]) -> Caller:
     if not keys:
         return Caller("anonymous")
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -67,28 +125,31 @@ def _authenticate(request: Request, keys: list[bytes]) -> Caller:
     return Caller(hashlib.sha256(presented).hexdigest()[:16])
 
 
-async def require_caller(request: Request, res: Resources = Depends(get_resources)) -> Caller:
+async def require_caller(request: Request, keys: ApiKeysDep, limiter: LimiterDep, metrics: MetricsDep) -> Caller:
     """Bearer auth, then the per-caller rate limit (Redis-backed, shared by every replica)."""
-    caller = _authenticate(request, res.api_keys)
+    caller = authenticate(request, keys)
     try:
-        decision = await res.limiter.hit(caller.id)
+        decision = await limiter.hit(caller.id)
     except SessionStoreUnavailable as exc:
         # Fail open: an outage of the limiter's store must not take retrieval down with it.
-        res.metrics.dependency_errors.labels("redis").inc()
+        metrics.dependency_errors.labels("redis").inc()
         log.warning("rate limiter unavailable, request allowed", extra={"error": str(exc)})
         return caller
     if decision.limit:
         # RateLimitHeadersMiddleware reports it on this request's response, whatever it turns out to be.
         setattr(request.state, RATE_LIMIT_STATE, decision)
     if not decision.allowed:
-        res.metrics.rate_limited.inc()
+        metrics.rate_limited.inc()
         raise HTTPException(429, f"rate limit of {decision.limit} requests per minute exceeded; "
                                  f"retry in {decision.retry_after}s",
                             headers={"Retry-After": str(decision.retry_after)})
     return caller
 
 
-def enforce_limit(value: Any, limit: int, loc: tuple[str, ...], what: str = "characters") -> None:
+CallerDep = Annotated[Caller, Depends(require_caller)]
+
+
+def enforce_limit(value: Any, limit: int, loc: tuple[str | int, ...], what: str = "characters") -> None:
     """Raise the same 422 FastAPI gives for schema errors, naming the field, for a configured limit."""
     size = value if isinstance(value, int) else len(value)
     if size > limit:
@@ -96,3 +157,20 @@ def enforce_limit(value: Any, limit: int, loc: tuple[str, ...], what: str = "cha
         msg = (f"Input should be less than or equal to {limit}" if isinstance(value, int)
                else f"String should have at most {limit} {what}")
         raise RequestValidationError([{"loc": loc, "msg": msg, "type": kind}])
+
+
+def enforce_metadata_limits(metadata: dict[str, Any], settings: Settings, loc: tuple[str | int, ...]) -> None:
+    """Metadata is copied onto every chunk and into every hit: bound its size and its nesting."""
+    size = len(json.dumps(metadata, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    if size > settings.max_metadata_bytes:
+        raise RequestValidationError([{"loc": loc, "type": "too_long", "msg": (
+            f"metadata is {size} bytes as JSON; at most {settings.max_metadata_bytes} "
+            "(AGENT_MAX_METADATA_BYTES) are stored with every chunk")}])
+    stack: list[tuple[Any, int]] = [(metadata, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth > settings.max_metadata_depth:
+                raise RequestValidationError([{"loc": loc, "type": "too_deep", "msg": (
+                    f"metadata nests deeper than {settings.max_metadata_depth} levels (AGENT_MAX_METADATA_DEPTH)")}])
+            stack += [(v, depth + 1) for v in (value.values() if isinstance(value, dict) else value)]

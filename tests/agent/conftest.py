@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -74,3 +80,86 @@ def corpus_client(tmp_path_factory: pytest.TempPathFactory, redis_url: str, enco
             {"id": doc_id, "text": text, "metadata": {"topic": doc_id}} for doc_id, text in CORPUS.items()]})
         assert response.status_code == 200, response.text
         yield client
+
+
+# ------------------------------------------------------------------ a real server process
+READY_TIMEOUT_S = 120
+
+
+@dataclass
+class AgentProcess:
+    """`python -m agent serve` in its own process on loopback, as in the pod: a test may kill -9 it."""
+
+    data_dir: Path
+    env: dict[str, str]
+    log_path: Path
+    port: int = 0
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, **env: str) -> AgentProcess:
+        from ..conftest import _free_port
+
+        self.port = _free_port()
+        full = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_")}
+        full.update({"AGENT_DATA_DIR": str(self.data_dir), "AGENT_API_KEYS": API_KEY,
+                     "AGENT_RATE_LIMIT_PER_MINUTE": "0", "AGENT_LOG_LEVEL": "WARNING", "HF_HUB_OFFLINE": "1",
+                     **self.env, **env})
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "agent", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                env=full, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"agent exited with {self.process.returncode}: {self.log_tail()}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"agent not ready after {READY_TIMEOUT_S}s: {self.log_tail()}")
+
+    def log_tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-3000:]
+
+    def client(self, timeout: float = 30) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers=AUTH, timeout=timeout)
+
+    def kill9(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def wait_exit(self, timeout: float) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def agent_server(tmp_path: Path, redis_url: str) -> Iterator[Callable[..., AgentProcess]]:
+    """Factory of agent server processes on one data dir and the session's Redis (stopped after)."""
+    made: list[AgentProcess] = []
+
+    def make(**env: str) -> AgentProcess:
+        proc = AgentProcess(tmp_path / "agent-data", {"AGENT_REDIS_URL": redis_url, **env}, tmp_path / "agent.log")
+        made.append(proc)
+        return proc
+
+    yield make
+    for proc in made:
+        proc.stop()

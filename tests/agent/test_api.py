@@ -47,7 +47,7 @@ def test_field_length_limit_names_the_field(corpus_client: TestClient) -> None:
     response = corpus_client.post("/chat", headers=AUTH, json={"message": "x" * 4001})
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["body", "message"]
-    response = corpus_client.post("/documents", headers=AUTH, json={"documents": [{"id": 'bad"id', "text": "t"}]})
+    response = corpus_client.post("/documents", headers=AUTH, json={"documents": [{"id": "bad\x01id", "text": "t"}]})
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"][:4] == ["body", "documents", 0, "id"]
 
@@ -147,11 +147,29 @@ def test_document_title_heads_every_chunk_and_finds_its_topic(make_settings, enc
         assert too_long.status_code == 422 and "title" in too_long.text
 
 
-def test_duplicate_ids_in_one_request_are_rejected(corpus_client: TestClient) -> None:
+def test_an_id_sent_twice_in_one_request_is_written_once_with_its_last_text(corpus_client: TestClient) -> None:
+    # The schema cannot forbid it, so the server accepts it: as if the two were sent in order.
     response = corpus_client.post("/documents", headers=AUTH, json={"documents": [
-        {"id": "dup", "text": "a"}, {"id": "dup", "text": "b"}]})
-    assert response.status_code == 422
-    assert "appears twice" in response.json()["message"]
+        {"id": "dup", "text": "Zebras have stripes."}, {"id": "dup", "text": "Zebus have humps."}]})
+    assert response.status_code == 200, response.text
+    assert response.json()["documents"] == 1 and response.json()["chunks"] == 1
+    hits = corpus_client.post("/retrieve", headers=AUTH, json={"query": "zebra zebu", "top_k": 50}).json()["hits"]
+    assert [h["text"] for h in hits if h["document_id"] == "dup"] == ["Zebus have humps."]
+    assert corpus_client.delete("/documents/dup", headers=AUTH).status_code == 200
+
+
+def test_schema_and_server_agree_on_the_issue_cases(corpus_client: TestClient) -> None:
+    schema = corpus_client.get("/openapi.json").json()["components"]["schemas"]
+    assert schema["RetrieveRequest"]["properties"]["top_k"]["maximum"] == 50          # AGENT_MAX_TOP_K
+    assert schema["ChatRequest"]["properties"]["message"]["maxLength"] == 4000        # AGENT_MAX_MESSAGE_CHARS
+    assert schema["ChatCompletionRequest"]["properties"]["messages"]["contains"]["properties"]["role"] == {
+        "const": "user"}
+    for blank in (" ", "\t\n", "\u3000\ufeff", "\x00\x1f"):
+        response = corpus_client.post("/chat", headers=AUTH, json={"message": blank})
+        assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["body", "message"], blank
+    openai = corpus_client.post("/v1/chat/completions", headers=AUTH,
+                                json={"messages": [{"role": "user", "content": "  \n "}]}).json()
+    assert openai["citations"] == [] and "no text" in openai["choices"][0]["message"]["content"]
 
 
 # ------------------------------------------------------------------ chat
@@ -356,3 +374,17 @@ def test_openapi_schema_has_models_for_every_route(corpus_client: TestClient) ->
     for path in ("/tools", "/sessions/{session_id}", "/healthz", "/readyz", "/documents/{document_id}"):
         op = next(iter(schema["paths"][path].values()))
         assert "$ref" in str(op["responses"]["200"]), path
+
+
+def test_docs_and_readyz_details_can_be_kept_for_key_holders(make_settings, encoder) -> None:
+    with TestClient(create_app(make_settings(docs_access="auth", readyz_details="auth"), encoder=encoder)) as client:
+        assert client.get("/openapi.json").status_code == 401
+        assert client.get("/openapi.json", headers=AUTH).json()["info"]["title"] == "rag-platform agent"
+        assert client.get("/docs").status_code == 404 and client.get("/redoc").status_code == 404
+        anonymous = client.get("/readyz")
+        assert anonymous.status_code == 200
+        assert all(check["detail"] is None for check in anonymous.json()["checks"].values())
+        assert client.get("/readyz", headers=AUTH).json()["checks"]["redis"]["detail"]["target"]
+    with TestClient(create_app(make_settings(docs_access="off"), encoder=encoder)) as client:
+        for path in ("/openapi.json", "/docs", "/redoc"):
+            assert client.get(path, headers=AUTH).status_code == 404

@@ -56,8 +56,8 @@ def test_invalid_values_fail_fast() -> None:
     with pytest.raises(ValidationError, match="AGENT_REDIS_SENTINEL_HOSTS entry 'nohost'"):
         Settings(redis_sentinel_hosts="a:1,nohost")
     assert Settings(redis_sentinel_hosts="a:26379, b:26380").sentinel_hosts == [("a", 26379), ("b", 26380)]
-    with pytest.raises(ValidationError, match="AGENT_CHUNK_OVERLAP_CHARS"):
-        Settings(chunk_size_chars=200, chunk_overlap_chars=200)
+    with pytest.raises(ValidationError, match="AGENT_CHUNK_OVERLAP_TOKENS"):
+        Settings(chunk_size_tokens=200, chunk_overlap_tokens=101)
     with pytest.raises(ValidationError, match="phrase_min_coverage"):
         Settings(phrase_min_coverage=1.5)
 

@@ -21,6 +21,6 @@ def test_lite_store_seals_what_it_writes(tmp_path: Path, encoder: Encoder) -> No
         assert flushes == ["sealing"]
         assert store.delete_document("a") == 1
         assert flushes == ["sealing"]
-        assert store.hybrid_search("sealed rows", vector, 1) == []
+        assert store.search_dense(vector, 1) == [] and store.search_bm25("sealed rows", 1) == []
     finally:
         store.close()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Depends, HTTPException, Path
+from fastapi import APIRouter, HTTPException, Path
 
-from agent.api.deps import Caller, Resources, enforce_limit, get_resources, require_caller
+from agent.api.deps import CallerDep, ExecutorDep, SessionsDep, SettingsDep, enforce_limit
 from agent.api.models import (
     SESSION_ID_PATTERN,
     ChatRequest,
@@ -16,22 +16,23 @@ from agent.api.models import (
     SessionMessage,
     SessionResponse,
 )
-from agent.stores.sessions import Message
+from agent.api.routing import AgentRoute
+from agent.types import Message
 
-router = APIRouter(tags=["chat"])
+router = APIRouter(route_class=AgentRoute, tags=["chat"])
 
 _UNAVAILABLE = {503: {"model": ErrorResponse, "description": "Redis (sessions) is unavailable"}}
 
 
 @router.post("/chat", response_model=ChatResponse, responses=_UNAVAILABLE, summary="Ask, with session memory")
-async def chat(body: ChatRequest, caller: Caller = Depends(require_caller),
-               res: Resources = Depends(get_resources)) -> ChatResponse:
-    enforce_limit(body.message, res.settings.max_message_chars, ("body", "message"))
+async def chat(body: ChatRequest, caller: CallerDep, settings: SettingsDep, sessions: SessionsDep,
+               executor: ExecutorDep) -> ChatResponse:
+    enforce_limit(body.message, settings.max_message_chars, ("body", "message"))
     session_id = body.session_id or uuid.uuid4().hex
-    history = await res.sessions.history(caller.id, session_id)      # 503 when Redis is down
-    perception, outcome = await res.executor.respond(body.message, history)
+    history = await sessions.history(caller.id, session_id)      # 503 when Redis is down
+    perception, outcome = await executor.respond(body.message, history)
     citations = [HitOut(**h.__dict__) for h in outcome.citations]
-    await res.sessions.append(
+    await sessions.append(
         caller.id, session_id,
         Message("user", perception.text, intent=perception.intent.value),
         Message("assistant", outcome.answer, intent=perception.intent.value,
@@ -44,12 +45,11 @@ async def chat(body: ChatRequest, caller: Caller = Depends(require_caller),
 
 @router.get("/sessions/{session_id}", response_model=SessionResponse,
             responses={404: {"model": ErrorResponse}, **_UNAVAILABLE}, summary="A session's history")
-async def get_session(session_id: str = Path(..., pattern=SESSION_ID_PATTERN),
-                      caller: Caller = Depends(require_caller),
-                      res: Resources = Depends(get_resources)) -> SessionResponse:
-    history = await res.sessions.history(caller.id, session_id)
+async def get_session(caller: CallerDep, sessions: SessionsDep,
+                      session_id: str = Path(..., pattern=SESSION_ID_PATTERN)) -> SessionResponse:
+    history = await sessions.history(caller.id, session_id)
     if not history:
         raise HTTPException(404, f"session {session_id!r} not found (never created, expired, or another key's)")
-    ttl = await res.sessions.ttl_of(caller.id, session_id)
+    ttl = await sessions.ttl_of(caller.id, session_id)
     return SessionResponse(session_id=session_id, ttl_seconds=max(ttl, 0),
                            messages=[SessionMessage(**m.__dict__) for m in history])

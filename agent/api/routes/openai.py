@@ -13,10 +13,9 @@ import uuid
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Depends
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 
-from agent.api.deps import Resources, enforce_limit, get_resources, require_caller
+from agent.api.deps import ExecutorDep, SettingsDep, enforce_limit, require_caller
 from agent.api.models import (
     ChatCompletionRequest,
     ChatCompletionResponse,
@@ -25,26 +24,41 @@ from agent.api.models import (
     HitOut,
     Usage,
 )
+from agent.api.routing import AgentRoute
 from agent.generation import GenerationOptions
-from agent.perception import Intent
-from agent.stores.sessions import Message
+from agent.execution import Outcome
+from agent.perception import Intent, normalise
+from agent.types import Message
 
-router = APIRouter(tags=["openai"], dependencies=[Depends(require_caller)])
+BLANK_QUESTION_REPLY = "Your last user message has no text to answer; send a question."
+
+router = APIRouter(route_class=AgentRoute, tags=["openai"], dependencies=[Depends(require_caller)])
 
 
-@router.post("/v1/chat/completions", response_model=ChatCompletionResponse, summary="OpenAI-compatible chat")
-async def chat_completions(body: ChatCompletionRequest, res: Resources = Depends(get_resources)):
-    users = [i for i, m in enumerate(body.messages) if m.role == "user"]
-    if not users:
-        raise RequestValidationError([{"loc": ("body", "messages"), "type": "value_error",
-                                       "msg": "messages must contain at least one user message"}])
-    last = users[-1]
+@router.post("/v1/chat/completions", response_model=ChatCompletionResponse, summary="OpenAI-compatible chat",
+             responses={200: {"description": "`application/json`, or with `stream: true` server-sent events: "
+                                             "`chat.completion.chunk` objects, then `data: [DONE]`.",
+                              "content": {"text/event-stream": {"schema": {
+                                  "type": "object", "required": ["data"], "description": "One server-sent event: "
+                                  "`data` is a `chat.completion.chunk` as JSON, or `[DONE]`.",
+                                  "properties": {"data": {"type": "string"}, "event": {"type": "string"}}}}}}})
+async def chat_completions(body: ChatCompletionRequest, settings: SettingsDep, executor: ExecutorDep):
+    for i, m in enumerate(body.messages):     # the schema bounds every message, so does the server
+        if isinstance(m.content, str):
+            enforce_limit(m.content, settings.max_message_chars, ("body", "messages", i, "content"))
+        for j, part in enumerate(m.content if isinstance(m.content, list) else []):
+            if part.text is not None:
+                enforce_limit(part.text, settings.max_message_chars,
+                              ("body", "messages", i, "content", j, "text"))
+    last = max(i for i, m in enumerate(body.messages) if m.role == "user")   # the schema requires one
     question = body.messages[last].text()
-    enforce_limit(question, res.settings.max_message_chars, ("body", "messages", str(last), "content"))
     history = [Message(m.role, m.text(), intent=Intent.QUESTION.value if m.role == "user" else None)
                for m in body.messages[:last] if m.role in ("user", "assistant")]
     options = GenerationOptions(temperature=body.temperature, max_tokens=body.max_tokens)
-    _, outcome = await res.executor.respond(question, history, options)
+    if normalise(question):
+        _, outcome = await executor.respond(question, history, options)
+    else:   # nothing to look up: never retrieve (or cite) for a blank question
+        outcome = Outcome(BLANK_QUESTION_REPLY, supported=False)
 
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
