@@ -203,6 +203,19 @@ def is_outage(exc: BaseException) -> bool:
     return False
 
 
+def _drop_lite_index_sidecars(db_dir: Path, collection: str) -> bool:
+    """Remove Milvus Lite's index files of `collection` (its private on-disk layout, milvus-lite 3:
+    `<db>/collections/<name>/partitions/*/indexes/*.idx|.sidx`). Returns whether any were removed."""
+    removed = [p for p in db_dir.glob(f"collections/{collection}/partitions/*/indexes/*")
+               if p.suffix in (".idx", ".sidx")]
+    for path in removed:
+        path.unlink(missing_ok=True)
+    if removed:
+        log.warning("Milvus Lite could not load its index files (a crash while writing them?); "
+                    "removed them to be rebuilt", extra={"collection": collection, "files": len(removed)})
+    return bool(removed)
+
+
 def _crash_point(step: str) -> None:
     """Test-only: die here, like a kill -9, when AGENT_TEST_CRASH_AT names this step."""
     if os.environ.get(CRASH_AT_ENV) == step:
@@ -233,7 +246,15 @@ class VectorStore:
         self._lock = threading.Lock() if self.is_lite else None
         with self._errors("connect"):
             self.client = MilvusClient(**kwargs)
-        self._ensure_collection()
+        try:
+            self._ensure_collection()
+        except VectorStoreError:
+            # Milvus Lite writes a segment's index sidecar in place after a flush; killed meanwhile,
+            # it leaves a truncated file that fails every later load ("File is too small: 8").
+            # Sidecars are derived data: without them Lite rebuilds the index from the segment.
+            if not self.is_lite or not _drop_lite_index_sidecars(Path(uri), collection):
+                raise
+            self._ensure_collection()
         self.max_document_id_bytes = self._id_capacity()
         self.recover(grace_seconds=0 if self.is_lite else SERVER_RECOVERY_GRACE_S)
 

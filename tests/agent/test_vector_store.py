@@ -24,3 +24,24 @@ def test_lite_store_seals_what_it_writes(tmp_path: Path, encoder: Encoder) -> No
         assert store.search_dense(vector, 1) == [] and store.search_bm25("sealed rows", 1) == []
     finally:
         store.close()
+
+
+def test_lite_recovers_from_an_index_file_cut_short_by_a_crash(tmp_path: Path, encoder: Encoder) -> None:
+    # kill -9 while Milvus Lite writes a segment's index sidecar (it does so in place, after a
+    # flush) leaves a truncated file that failed every later start ("File is too small: 8").
+    store = VectorStore.lite(tmp_path, "cut", encoder.dim)
+    vectors = encoder.encode(["harbour lamps", "keeper logs"])
+    store.replace_documents(["a", "b"], [ChunkRow("a", "a#0", "harbour lamps", vectors[0], {}),
+                                         ChunkRow("b", "b#0", "keeper logs", vectors[1], {})])
+    store.close()
+    sidecars = list(tmp_path.glob("milvus.db/collections/cut/partitions/*/indexes/*.*idx"))
+    assert sidecars, "Milvus Lite's on-disk layout changed: update _drop_lite_index_sidecars"
+    for path in sidecars:
+        with path.open("r+b") as f:
+            f.truncate(8)
+    reopened = VectorStore.lite(tmp_path, "cut", encoder.dim)
+    try:
+        assert reopened.count_chunks() == 2
+        assert reopened.hybrid_search("harbour lamps", vectors[0], 1)[0].document_id == "a"
+    finally:
+        reopened.close()
