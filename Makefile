@@ -140,7 +140,7 @@ agent: $(STAMP)
 	$(PY) -m agent serve
 
 eval: $(STAMP)
-	$(PY) -m agent.eval --dataset agent/eval/golden/questions.jsonl --corpus docs --corpus README.md \
+	$(PY) -m agent.eval --dataset agent/eval/golden/questions.jsonl --corpus agent/eval/golden/corpus/docs --corpus agent/eval/golden/corpus/README.md \
 		--gate stacks/gates/dev.json --report build/eval/report.json
 
 bench: $(STAMP)

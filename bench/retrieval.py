@@ -136,7 +136,9 @@ def measure_size(n: int, chunks: list[ChunkRef], vectors: np.ndarray, queries, r
 # where relevance is judged per document (section), as the evaluation gate judges it.
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN_DATASET = REPO / "agent" / "eval" / "golden" / "questions.jsonl"
-GOLDEN_CORPUS = (REPO / "docs", REPO / "README.md")
+# The golden set's frozen corpus (docs/evaluation.md, "The golden corpus").
+GOLDEN_CORPUS = (REPO / "agent" / "eval" / "golden" / "corpus" / "docs",
+                 REPO / "agent" / "eval" / "golden" / "corpus" / "README.md")
 GOLDEN_K = 5
 
 

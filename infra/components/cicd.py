@@ -127,7 +127,7 @@ def build_tasks(cfg: StackConfig, ns: Namespaces) -> list[Manifest]:
                 "#!/bin/sh\nset -eu\n"
                 "make venv\n"
                 ".venv/bin/python -m agent.eval --dataset agent/eval/golden/questions.jsonl "
-                "--corpus docs --corpus README.md "
+                "--corpus agent/eval/golden/corpus/docs --corpus agent/eval/golden/corpus/README.md "
                 "--gate stacks/gates/$(params.environment).json --report build/eval/eval-report.json\n"
                 'printf %s build/eval/eval-report.json > "$(results.report.path)"\n'),
         }],

@@ -42,6 +42,7 @@ def test_lite_recovers_from_an_index_file_cut_short_by_a_crash(tmp_path: Path, e
     reopened = VectorStore.lite(tmp_path, "cut", encoder.dim)
     try:
         assert reopened.count_chunks() == 2
-        assert reopened.hybrid_search("harbour lamps", vectors[0], 1)[0].document_id == "a"
+        assert reopened.search_dense(vectors[0], 1)[0].document_id == "a"
+        assert reopened.search_bm25("harbour lamps", 1)[0].document_id == "a"
     finally:
         reopened.close()

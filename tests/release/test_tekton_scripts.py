@@ -33,6 +33,7 @@ from infra.preview import load_stack_file
 from .drill import REPO, prometheus_binary
 
 STACK = "dev"
+FLOORS = "prod-quality-floors"  # a gate file the workspace fixture writes
 # Tekton's variable references; a shell's own `$(command)` is left alone.
 TEKTON_VAR = re.compile(r"\$\((params|workspaces|results|context|tasks|steps)\.([^)]+)\)")
 COVERED = {("fetch-source", "clone"), ("unit-tests", "prometheus-binary"), ("unit-tests", "make-test"),
@@ -199,9 +200,14 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ws = tmp_path_factory.mktemp("workspace")
     for name in (p for p in REPO.iterdir() if p.is_file()):  # Makefile, pyproject.toml, the locks, README
         shutil.copy2(name, ws / name.name)
-    for name in ("agent", "docs", "stacks/gates"):
+    for name in ("agent", "stacks/gates"):
         shutil.copytree(REPO / name, ws / name, ignore=shutil.ignore_patterns("__pycache__", ".agent-data"))
     (ws / ".venv").symlink_to(REPO / ".venv")
+    # prod's quality floors without its latency ceilings (those judge a CI pod, not this machine).
+    prod = json.loads((REPO / "stacks" / "gates" / "prod.json").read_text())
+    prod["thresholds"] = {k: v for k, v in prod["thresholds"].items() if not k.startswith("max_latency")
+                          and k != "max_retrieve_latency_p95_ms"}
+    (ws / "stacks" / "gates" / f"{FLOORS}.json").write_text(json.dumps(prod))
     return ws
 
 
@@ -220,8 +226,12 @@ def test_evaluation_gate_fails_the_step_for_a_gate_that_does_not_exist(workspace
     assert "no-such-stack" in proc.stderr and not result.exists()
 
 
-def test_evaluation_gate_passes_on_the_golden_set(workspace, tmp_path):
-    proc, result = gate(workspace, STACK, tmp_path, timeout=600)
+def test_evaluation_gate_passes_on_the_golden_set_at_prods_quality_floors(workspace, tmp_path):
+    """The real step script, the frozen golden corpus, and prod's floors: a retrieval change that
+    would sink prod's gate fails here, in review, rather than in the pipeline."""
+    floors = json.loads((workspace / "stacks" / "gates" / f"{FLOORS}.json").read_text())["thresholds"]
+    assert {"min_hit_at_k", "min_mrr", "min_ndcg_at_k", "min_answer_support"} <= set(floors)
+    proc, result = gate(workspace, FLOORS, tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     report_path = workspace / result.read_text()
     report = json.loads(report_path.read_text())
