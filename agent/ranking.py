@@ -1,8 +1,9 @@
 """Rank fusion for hybrid retrieval (`Ranking`, run by the Retriever), and the phrase-match signal.
 
 Dense and BM25 results are fused by reciprocal rank (RRF): each list adds 1 / (k + rank) to a
-chunk's score; document-level lists (documents by best sentence, by whole-document BM25) add to
-every chunk of the documents they rank (see `Ranking`). Both lists are bags of words or meanings, so neither sees word *order*: a pasted
+chunk's score; documents are scored from document-level lists (by best sentence, by
+whole-document BM25, by best chunk), their scores rescaled per list, and a document's score lifts
+its best chunk (see `Ranking`). Both chunk lists are bags of words or meanings, so neither sees word *order*: a pasted
 error message or a half-remembered sentence finds its chunk in BM25's top few, and RRF then lets a
 dense near-miss (often the overlapping neighbour chunk) outrank it.
 
@@ -95,22 +96,53 @@ def rrf(lists: Sequence[Sequence[T]], key: Callable[[T], str], k: int = RRF_K,
     return sorted(((first[n], s) for n, s in scores.items()), key=lambda pair: -pair[1])
 
 
+def normalised(ranked: Sequence[tuple[str, float]]) -> dict[str, float]:
+    """One document list's scores rescaled to [0, 1]: its best document 1, the last one it returned 0.
+
+    `ranked` is (document id, score) best first, as a search returns it; a document's first entry
+    is its best. The direction is read from the order, not from the sign: Milvus Lite reports BM25
+    as negative distances, a Milvus server as positive scores. Unlike a rank, the rescaled score
+    keeps a list's margins: a document far ahead of the rest stays far ahead.
+    """
+    best: dict[str, float] = {}
+    for doc, score in ranked:
+        best.setdefault(doc, score)
+    if not best:
+        return {}
+    values = list(best.values())
+    sign = -1.0 if values[0] < values[-1] else 1.0
+    top, bottom = sign * values[0], sign * values[-1]
+    if top <= bottom:
+        return dict.fromkeys(best, 1.0)
+    return {doc: (sign * score - bottom) / (top - bottom) for doc, score in best.items()}
+
+
 @dataclass(frozen=True)
 class Ranking:
     """How the Retriever turns its candidate lists into its top k chunks.
 
-    Chunks found by dense and BM25 search are fused by RRF. Two document-level lists then add to
-    every candidate chunk of a document ranked there, on the same 1/(k + rank) scale: documents by
-    their best sentence (dense, agent/stores/sentences.py) and documents by BM25 over their whole
-    text (agent/stores/documents.py). Last, the phrase signal re-ranks the fused pool. The
-    weights and k were chosen on the tuning corpus only (docs/benchmarks.md); a list that is empty
-    (an old index, a store without those collections) simply adds nothing.
+    Chunks found by dense and BM25 search are fused by RRF. With document-level evidence (the
+    documents ranked by their best sentence, agent/stores/sentences.py, and by BM25 over their
+    whole text, agent/stores/documents.py), documents are scored too, from four lists: those two
+    and the two chunk lists seen per document (a document's best chunk in each). Each list's
+    scores are rescaled to [0, 1] (`normalised`, so a list's margins count, not only its order)
+    and summed with the weights below; a document's score, on the scale of one first RRF rank
+    (1 / (k + 1) per unit), goes to its best candidate chunk only. Its other chunks keep their
+    chunk evidence alone, so the top k still spans several documents. Last, the phrase signal
+    re-ranks the fused pool.
+
+    Without document-level lists (a store with chunks only, bench section 2) the ranking is the
+    chunk RRF and the phrase signal alone. The weights were measured on two development corpora
+    and the golden set (docs/benchmarks.md, section 7); the held-out corpus chose nothing.
     """
 
     rrf_k: int = 10
     phrase_min_coverage: float = DEFAULT_PHRASE_MIN_COVERAGE
-    sentence_weight: float = 1.5
-    document_weight: float = 1.0
+    sentence_weight: float = 1.5  # documents by their best sentence (dense)
+    document_weight: float = 1.0  # documents by BM25 over their whole text
+    dense_document_weight: float = 1.0  # documents by their best chunk in the dense list
+    bm25_document_weight: float = 0.5  # ... in the chunk BM25 list (whole-document BM25 says most of it)
+    chunk_weight: float = 0.5  # the chunk RRF beside document evidence (1 without it)
     sentence_depth: int = 300  # sentences asked for: documents ranked by their best one
     document_depth: int = 100
 
@@ -119,16 +151,37 @@ class Ranking:
         """How many chunks to ask each chunk search for."""
         return max(top_k * 4, 40)
 
+    def document_scores(self, dense: Sequence[Hit], bm25: Sequence[Hit],
+                        sentence_documents: Sequence[tuple[str, float]],
+                        documents: Sequence[tuple[str, float]]) -> dict[str, float]:
+        """Each document's weighted sum of its rescaled scores in the four document lists."""
+        lists = ((self.dense_document_weight, [(h.document_id, h.score) for h in dense]),
+                 (self.bm25_document_weight, [(h.document_id, h.score) for h in bm25]),
+                 (self.sentence_weight, sentence_documents), (self.document_weight, documents))
+        scores: dict[str, float] = {}
+        for weight, ranked in lists:
+            if not weight:
+                continue
+            for doc, value in normalised(ranked).items():
+                scores[doc] = scores.get(doc, 0.0) + weight * value
+        return scores
+
     def rank(self, query: str, dense: Sequence[Hit], bm25: Sequence[Hit], top_k: int,
-             sentence_documents: Sequence[str] = (), documents: Sequence[str] = ()) -> list[Hit]:
+             sentence_documents: Sequence[tuple[str, float]] = (),
+             documents: Sequence[tuple[str, float]] = ()) -> list[Hit]:
+        """`dense` and `bm25`: chunk hits best first (their scores as the store gives them);
+        `sentence_documents` and `documents`: (document id, score) best first."""
         k = self.rrf_k
         fused = rrf([dense, bm25], key=lambda h: h.chunk_id, k=k)
-        for weight, ranked in ((self.sentence_weight, sentence_documents), (self.document_weight, documents)):
-            if not weight or not ranked:
-                continue
-            doc_rank = {doc: r for r, doc in enumerate(ranked, start=1)}
-            fused = [(hit, s + (weight / (k + doc_rank[hit.document_id]) if hit.document_id in doc_rank else 0.0))
-                     for hit, s in fused]
+        if sentence_documents or documents:
+            evidence = self.document_scores(dense, bm25, sentence_documents, documents)
+            seen: set[str] = set()
+            rescored = []
+            for hit, s in fused:  # best chunk of each document first
+                bonus = 0.0 if hit.document_id in seen else evidence.get(hit.document_id, 0.0) / (k + 1)
+                seen.add(hit.document_id)
+                rescored.append((hit, self.chunk_weight * s + bonus))
+            fused = rescored
         order = sorted(fused, key=lambda pair: -pair[1])  # stable: RRF's order on ties
         pool = order[:max(top_k * 2, 20)]  # what the phrase signal may reorder
         ranked = phrase_rerank(query, [hit for hit, _ in pool], score=_score_of(pool), text=lambda h: h.text,

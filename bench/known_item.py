@@ -1,12 +1,12 @@
 """7. Known-item retrieval, judged per document: the agent's /retrieve against an off-the-shelf hybrid.
 
-Corpora: bench/data/known-item-{heldout,tuning}.jsonl (bench/known_item_corpus.py says how they were
-built). Each question names exactly one document. The agent ingests every document through
+Corpora: bench/data/known-item-{heldout,tuning,development}.jsonl (bench/known_item_corpus.py says
+how they were built). Each question names exactly one document. The agent ingests every document through
 `POST /documents` and answers `POST /retrieve` with top_k = 20; its ranking of documents is the
 first distinct documents among those 20 chunks. The baseline (bench/baseline_hybrid.py) ranks
 documents directly. hit@5 and MRR@10 over documents; per-query wins and losses by reciprocal rank.
-Only the held-out corpus carries targets; the tuning corpus is reported beside it so that a gain
-found there can be seen to carry over, or not.
+Only the held-out corpus carries targets; the two development corpora (tuning, development) are
+reported beside it so that a gain found there can be seen to carry over, or not.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from agent.eval import metrics as m
 from agent.eval.client import in_process_client
 from bench.baseline_hybrid import OffTheShelfHybrid
 from bench.common import Result, RunContext, log, progress
-from bench.known_item_corpus import KnownItem, load
+from bench.known_item_corpus import CORPORA, DEVELOPMENT, KnownItem, load
 
 TOP_CHUNKS = 20  # /retrieve depth; documents are the first distinct ones among these chunks
 HIT_K, MRR_K = 5, 10
@@ -98,7 +98,7 @@ def measure(ctx: RunContext, corpus: str, workdir: Path, limit: int | None = Non
             "versus_baseline": duel, "agent": agent_info, "baseline": base_info}
 
 
-def run(ctx: RunContext, corpora: tuple[str, ...] = ("heldout", "tuning")) -> Result:
+def run(ctx: RunContext, corpora: tuple[str, ...] = (*CORPORA, DEVELOPMENT)) -> Result:
     result = Result("known_item", "7. Known-item retrieval per document: /retrieve vs an off-the-shelf hybrid")
     limit = 60 if ctx.quick else None
     details = {}
@@ -121,10 +121,11 @@ def run(ctx: RunContext, corpora: tuple[str, ...] = ("heldout", "tuning")) -> Re
                        f"lost (ties {duel['ties']})")
     result.details = details
     result.notes += [
-        "Held-out corpus: judged only, never tuned on; tuning corpus: where ideas were tried "
-        "(docs/benchmarks.md). Both built once by bench/known_item_corpus.py from manual pages and Python "
-        "standard-library modules, in suites; the question is a sentence of the document (6-12 words, found in "
-        "no other document), cut out of it with its whole paragraph (inverse cloze).",
+        "Held-out corpus: judged only, never tuned on; tuning and development corpora: where ideas were tried "
+        "(docs/benchmarks.md). All built once by bench/known_item_corpus.py, in suites: held-out and tuning from "
+        "manual pages (sections 1, 5, 7, 8) and Python standard-library modules, development from other text "
+        "(man sections 2 and 3, third-party modules); the question is a sentence of the document (6-12 words, "
+        "found in no other document), cut out of it with its whole paragraph (inverse cloze).",
         f"/retrieve with top_k={TOP_CHUNKS}; documents = the first distinct ones among those chunks; "
         f"hit@{HIT_K} and MRR@{MRR_K} by document. Won/lost: reciprocal rank per query against the hybrid.",
     ]

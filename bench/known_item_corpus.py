@@ -28,6 +28,12 @@ and was never adjusted after looking at held-out results.
 
 Held-out (bench/data/known-item-heldout.jsonl) is judged by `make bench` and must never be used to
 choose or tune anything; tuning (bench/data/known-item-tuning.jsonl) is for trying ideas.
+
+A second development corpus (bench/data/known-item-development.jsonl, `--profile development`) is
+built by the same procedure from other text: manual pages of sections 2 and 3 (system calls, C
+library) and the modules of the installed third-party packages (site-packages), so it shares no
+suite and no text with the two above. A change to ranking is kept only if it helps on both tuning
+and development: a gain that holds on two unrelated corpora is more likely to hold on held-out.
 Rebuilding on another machine gives other documents (other installed packages), which is why the
 built files are committed; on this machine it reproduces them byte for byte.
 """
@@ -51,6 +57,7 @@ from pathlib import Path
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 CORPORA = ("heldout", "tuning")
+DEVELOPMENT = "development"  # the second development corpus (other sources, see the docstring)
 SALT = "known-item-v1:"
 MIN_CHARS, MAX_CHARS = 1_500, 12_000
 MIN_WORDS, MAX_WORDS = 3, 20
@@ -60,8 +67,10 @@ CLUSTER_CAP = 40  # pages taken from one cluster (tool suite, package)
 CLUSTER_MIN = 5  # only suites with at least this many candidate pages: every document has siblings
 FAMILY_CAPS = {"gcloud": 110, "python": 60}  # so neither the ~16k gcloud pages nor code dominate
 FAMILIES = ("man1", "gcloud", "man5", "man7", "man8", "python")
+DEV_FAMILIES = ("man2", "man3", "pysite")
+DEV_FAMILY_CAPS = {"pysite": 150}  # man2 and man3 give ~110 pages in suites; third-party modules fill the rest
 MAN_ROOT = Path("/usr/share/man")
-PY_SKIP = {"test", "tests", "idlelib", "tkinter", "turtledemo", "lib2to3", "site-packages", "__pycache__",
+PY_SKIP = {"test", "tests", "_vendor", "vendor", "idlelib", "tkinter", "turtledemo", "lib2to3", "site-packages", "__pycache__",
            "ensurepip", "venv"}
 _NAME_HEADER = re.compile(r"^NAME\s*$", re.M)
 _SECTION_HEADER = re.compile(r"^[A-Z][A-Z0-9 ,/&()-]*$")
@@ -87,13 +96,27 @@ class KnownItem:
 
 
 def path_key(path: Path) -> str:
-    """The path the hash is taken of; relative to the stdlib for modules, so Python's prefix does not matter."""
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
-    return path.relative_to(stdlib).as_posix() if path.is_relative_to(stdlib) else path.as_posix()
+    """The path the hash is taken of; relative to the stdlib (or site-packages) for modules, so
+    Python's prefix does not matter."""
+    for root in (Path(sysconfig.get_paths()["purelib"]), Path(sysconfig.get_paths()["stdlib"])):
+        if path.is_relative_to(root):
+            return path.relative_to(root).as_posix()
+    return path.as_posix()
 
 
 def candidates() -> Iterator[Candidate]:
-    for section in ("1", "5", "7", "8"):
+    yield from man_candidates(("1", "5", "7", "8"))
+    yield from module_candidates("python", Path(sysconfig.get_paths()["stdlib"]))
+
+
+def dev_candidates() -> Iterator[Candidate]:
+    """The development corpus's sources: man2, man3 and third-party modules, none of them above."""
+    yield from man_candidates(("2", "3"))
+    yield from module_candidates("pysite", Path(sysconfig.get_paths()["purelib"]))
+
+
+def man_candidates(sections: tuple[str, ...]) -> Iterator[Candidate]:
+    for section in sections:
         folder = MAN_ROOT / f"man{section}"
         if not folder.is_dir():
             continue
@@ -102,12 +125,15 @@ def candidates() -> Iterator[Candidate]:
                 continue
             family = "gcloud" if section == "1" and path.name.startswith(("gcloud", "bq", "gsutil")) else f"man{section}"
             yield Candidate(family, path, path.as_posix())
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
-    for path in sorted(stdlib.rglob("*.py")):
-        rel = path.relative_to(stdlib)
-        if any(part in PY_SKIP or part.startswith(("config-", ".")) for part in rel.parts[:-1]):
+
+
+def module_candidates(family: str, root: Path) -> Iterator[Candidate]:
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root)
+        if any(part in PY_SKIP or part.startswith(("config-", ".")) or part.endswith(".dist-info")
+               for part in rel.parts[:-1]):
             continue
-        yield Candidate("python", path, path_key(path))
+        yield Candidate(family, path, path_key(path))
 
 
 def render_man(path: Path) -> str | None:
@@ -167,8 +193,8 @@ def usable(summary: str, text: str) -> bool:
 
 def cluster_of(cand: Candidate) -> str:
     """The suite a candidate belongs to (git-*, systemd.*, gcloud compute instances, email.*)."""
-    if cand.family == "python":
-        return "python/" + cand.key.split("/")[0].removesuffix(".py")
+    if cand.family in ("python", "pysite"):
+        return f"{cand.family}/" + cand.key.split("/")[0].removesuffix(".py")
     name = cand.path.name
     if cand.family == "gcloud":
         parts = [p for p in name.split(".")[0].split("_") if p not in ("alpha", "beta")]
@@ -176,26 +202,33 @@ def cluster_of(cand: Candidate) -> str:
     return re.split(r"[-_.@]", name, maxsplit=1)[0]
 
 
-def build() -> dict[str, list[KnownItem]]:
+def build(profile: str = "main") -> dict[str, list[KnownItem]]:
+    """The corpora of one profile: "main" (held-out and tuning), or "development"."""
+    if profile == "main":
+        names, found, caps = CORPORA, candidates(), FAMILY_CAPS
+    elif profile == DEVELOPMENT:
+        names, found, caps = (DEVELOPMENT,), dev_candidates(), DEV_FAMILY_CAPS
+    else:
+        raise ValueError(f"unknown profile {profile!r}; use main or {DEVELOPMENT}")
     clusters: dict[str, list[Candidate]] = {}
-    for cand in candidates():
+    for cand in found:
         clusters.setdefault(cluster_of(cand), []).append(cand)
     order = sorted(clusters, key=lambda c: hashlib.sha256((SALT + c).encode()).digest())
-    corpora: dict[str, list[KnownItem]] = {name: [] for name in CORPORA}
+    corpora: dict[str, list[KnownItem]] = {name: [] for name in names}
     sources: dict[str, Candidate] = {}
     owner: dict[str, tuple[str, str] | None] = {}  # summary -> (corpus, id) holding it; None: banned
     seen_texts: set[str] = set()
     for cluster in order:
         if len(clusters[cluster]) < CLUSTER_MIN:
             continue
-        corpus = CORPORA[hashlib.sha256((SALT + cluster).encode()).digest()[0] % 2]
+        corpus = names[hashlib.sha256((SALT + cluster).encode()).digest()[0] % len(names)]
         items = corpora[corpus]
         taken = 0
         for cand in sorted(clusters[cluster], key=lambda c: c.digest):
             if (len(items) >= DOCUMENTS or taken >= CLUSTER_CAP
-                    or sum(d.family == cand.family for d in items) >= FAMILY_CAPS.get(cand.family, DOCUMENTS)):
+                    or sum(d.family == cand.family for d in items) >= caps.get(cand.family, DOCUMENTS)):
                 break
-            split = split_module(cand.path) if cand.family == "python" else _man(cand.path)
+            split = split_module(cand.path) if cand.family in ("python", "pysite") else _man(cand.path)
             if split is None:
                 continue
             summary, text = split[0].strip(), clean_text(split[1])
@@ -217,7 +250,7 @@ def build() -> dict[str, list[KnownItem]]:
             seen_texts.add(text)
             items.append(item)
             taken += 1
-        if all(len(corpora[name]) >= DOCUMENTS for name in CORPORA):
+        if all(len(corpora[name]) >= DOCUMENTS for name in names):
             break
     return {name: ask(items, sources) for name, items in corpora.items()}
 
@@ -268,7 +301,7 @@ def split_sentences(paragraph: str) -> list[str]:
 
 def paragraphs(cand: Candidate, text: str) -> list[str]:
     """Prose paragraphs of a document, one line each: a page's text blocks, a module's docstrings."""
-    if cand.family == "python":
+    if cand.family in ("python", "pysite"):
         try:
             tree = ast.parse(text)
         except SyntaxError:
@@ -309,8 +342,8 @@ def _man(path: Path) -> tuple[str, str] | None:
 
 
 def document_id(cand: Candidate) -> str:
-    if cand.family == "python":
-        return "python/" + cand.key.removesuffix(".py")
+    if cand.family in ("python", "pysite"):
+        return f"{cand.family}/" + cand.key.removesuffix(".py")
     name = cand.path.name.removesuffix(".gz")
     return f"{cand.path.parent.name}/{name}"
 
@@ -332,9 +365,10 @@ def write(corpora: dict[str, list[KnownItem]], data_dir: Path = DATA_DIR) -> lis
 
 
 def load(name: str, data_dir: Path = DATA_DIR) -> list[KnownItem]:
-    """The committed corpus `name` ("heldout" or "tuning"): one document and its question per line."""
-    if name not in CORPORA:
-        raise ValueError(f"unknown known-item corpus {name!r}; use one of {', '.join(CORPORA)}")
+    """The committed corpus `name` ("heldout", "tuning" or "development"): one document and its
+    question per line."""
+    if name not in (*CORPORA, DEVELOPMENT):
+        raise ValueError(f"unknown known-item corpus {name!r}; use one of {', '.join((*CORPORA, DEVELOPMENT))}")
     path = corpus_path(name, data_dir)
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing; rebuild it with `python -m bench.known_item_corpus`")
@@ -346,10 +380,12 @@ def load(name: str, data_dir: Path = DATA_DIR) -> list[KnownItem]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.known_item_corpus", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=DATA_DIR, help="where the JSONL files go (default bench/data)")
+    p.add_argument("--profile", choices=("main", DEVELOPMENT), default="main",
+                   help="main: the held-out and tuning corpora; development: the second development corpus")
     args = p.parse_args(argv)
-    corpora = build()
+    corpora = build(args.profile)
     for name, items in corpora.items():
-        families = {f: sum(d.family == f for d in items) for f in FAMILIES}
+        families = {f: sum(d.family == f for d in items) for f in (*FAMILIES, *DEV_FAMILIES)}
         print(f"{name}: {len(items)} documents {families}", file=sys.stderr)
         if len(items) < DOCUMENTS:
             print(f"warning: {name} has fewer than {DOCUMENTS} documents (other packages installed?)",

@@ -78,11 +78,15 @@ class DocumentIndex:
             self.store.client.delete(self.collection, filter=in_filter("document_id", [document_id]),
                                      timeout=self.store.timeout)
 
-    def search(self, query: str, limit: int) -> list[str]:
-        """Document ids by BM25 of their best segment, best first."""
+    def search(self, query: str, limit: int) -> list[tuple[str, float]]:
+        """(document id, BM25 of its best segment) best first, as Milvus reports it (Milvus Lite
+        gives BM25 as a negative distance, a server as a positive score: read the order)."""
         store = self.store
         with store._guard():
             result = store.client.search(self.collection, data=[query], anns_field="sparse",
                                          search_params={"metric_type": "BM25"}, limit=limit,
                                          output_fields=["document_id"], timeout=store.timeout)
-        return list(dict.fromkeys(item["entity"]["document_id"] for item in (result[0] if result else [])))
+        best: dict[str, float] = {}
+        for item in (result[0] if result else []):
+            best.setdefault(item["entity"]["document_id"], float(item["distance"]))
+        return list(best.items())

@@ -103,15 +103,19 @@ class SentenceVectors:
                     found[row["key"]] = np.asarray(row["vector"], dtype=np.float32)
         return [found.get(k) for k in keys]
 
-    def search(self, vector: np.ndarray, limit: int) -> list[str]:
-        """Document ids by their sentence most similar to `vector`, best first: the Retriever's
-        sentence-level dense signal (a question often matches one sentence, not a whole chunk)."""
+    def search(self, vector: np.ndarray, limit: int) -> list[tuple[str, float]]:
+        """(document id, cosine of its sentence most similar to `vector`) best first, over the best
+        `limit` sentences: the Retriever's sentence-level dense signal (a question often matches one
+        sentence, not a whole chunk)."""
         store = self.store
         with store._guard():
             result = store.client.search(self.collection, data=[vector.tolist()], anns_field="vector",
                                          search_params={"metric_type": "COSINE"}, limit=limit,
                                          output_fields=["document_id"], timeout=store.timeout)
-        return list(dict.fromkeys(item["entity"]["document_id"] for item in (result[0] if result else [])))
+        best: dict[str, float] = {}
+        for item in (result[0] if result else []):
+            best.setdefault(item["entity"]["document_id"], float(item["distance"]))
+        return list(best.items())
 
     def count(self) -> int:
         with self.store._guard():

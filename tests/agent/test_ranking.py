@@ -11,7 +11,7 @@ import pytest
 from agent.embeddings import Encoder
 from agent.chunking import Chunker
 from agent.observability import Metrics
-from agent.ranking import RRF_K, Ranking, ordered_coverage, phrase_rerank, rrf, words
+from agent.ranking import RRF_K, Ranking, normalised, ordered_coverage, phrase_rerank, rrf, words
 from agent.retrieval import Retriever
 from agent.types import Hit
 from agent.stores.vectors import ChunkRow, VectorStore
@@ -121,17 +121,48 @@ def _hit(chunk: str, text: str = "") -> Hit:
     return Hit(document_id=chunk.split("#")[0], chunk_id=chunk, score=0.0, text=text)
 
 
-def test_document_lists_lift_every_candidate_chunk_of_a_document_they_rank() -> None:
-    dense = [_hit("a#0"), _hit("b#0"), _hit("c#0")]
+def test_normalised_keeps_margins_and_reads_the_direction_from_the_order() -> None:
+    # A document far ahead stays far ahead (a rank would say only "first").
+    assert normalised([("a", 40.0), ("b", 22.0), ("c", 20.0)]) == pytest.approx({"a": 1.0, "b": 0.1, "c": 0.0})
+    # Milvus Lite reports BM25 as negative distances, best first: the same scores.
+    assert normalised([("a", -40.0), ("b", -22.0), ("c", -20.0)]) == pytest.approx({"a": 1.0, "b": 0.1, "c": 0.0})
+    # A document's first entry is its best; ties and a single document are all 1.
+    assert normalised([("a", 0.9), ("a", 0.5), ("b", 0.7)]) == pytest.approx({"a": 1.0, "b": 0.0})
+    assert normalised([("a", 3.0), ("b", 3.0)]) == {"a": 1.0, "b": 1.0}
+    assert normalised([]) == {}
+
+
+def test_document_evidence_lifts_only_the_best_chunk_of_a_document() -> None:
+    dense = [_hit("a#0"), _hit("b#0"), _hit("c#0"), _hit("c#1")]
     bm25 = [_hit("a#1"), _hit("b#0"), _hit("c#1")]
+    for i, h in enumerate(dense):
+        h.score = 0.9 - 0.1 * i  # cosines, best first
+    for i, h in enumerate(bm25):
+        h.score = -(30.0 - 10 * i)  # Milvus Lite's negative BM25, best first
     ranking = Ranking(rrf_k=10, phrase_min_coverage=0)
     plain = ranking.rank("q", dense, bm25, 5)
-    assert [h.chunk_id for h in plain][:1] == ["b#0"]  # in both lists
-    lifted = ranking.rank("q", dense, bm25, 5, sentence_documents=["c"], documents=["c", "a"])
-    assert [h.chunk_id for h in lifted][:2] == ["c#0", "c#1"]
-    top = {h.chunk_id: h.score for h in lifted}
-    assert top["c#0"] == pytest.approx(1 / 13 + 1.5 / 11 + 1.0 / 11)
-    assert top["a#0"] == pytest.approx(1 / 11 + 1.0 / 12)
+    assert [h.chunk_id for h in plain][:1] == ["b#0"]  # in both lists: chunk RRF alone
+    # Without document-level lists the ranking is the chunk RRF (a store with chunks only).
+    fused = {h.chunk_id: s for h, s in rrf([dense, bm25], key=lambda h: h.chunk_id, k=10)}
+    assert {h.chunk_id: h.score for h in plain} == pytest.approx(fused)
+    sentences = [("c", 0.8), ("b", 0.6), ("a", 0.4)]
+    documents = [("c", -12.0), ("a", -11.0), ("b", -2.0)]
+    lifted = ranking.rank("q", dense, bm25, 5, sentence_documents=sentences, documents=documents)
+    ids = [h.chunk_id for h in lifted]
+    score = {h.chunk_id: h.score for h in lifted}
+    evidence = ranking.document_scores(dense, bm25, sentences, documents)
+    # dense by document: a 1, b 0.5, c 0; chunk BM25: a 1, b 0.5, c 0; sentences: c 1, b 0.5, a 0;
+    # whole documents: c 1, a 0.9, b 0.
+    assert evidence == pytest.approx({"a": 1.0 + 0.5 + 0.0 + 0.9, "b": 0.5 + 0.25 + 0.75 + 0.0,
+                                      "c": 0.0 + 0.0 + 1.5 + 1.0})
+    # A document's best chunk (first in the chunk RRF: c#1, a#0, b#0) carries its document's score,
+    # on the scale of one first RRF rank per unit; the chunk RRF counts half beside it.
+    for best, doc in (("c#1", "c"), ("a#0", "a"), ("b#0", "b")):
+        assert score[best] == pytest.approx(0.5 * fused[best] + evidence[doc] / 11)
+    # Its other chunks keep their own chunk evidence only, however strong the document is.
+    assert score["c#0"] == pytest.approx(0.5 * fused["c#0"])
+    assert score["a#1"] == pytest.approx(0.5 * fused["a#1"])
+    assert ids == ["c#1", "a#0", "b#0", "a#1", "c#0"]  # the top three span three documents
     # Empty lists (an index without those collections) change nothing.
     assert ranking.rank("q", dense, bm25, 5, (), ()) == plain
 

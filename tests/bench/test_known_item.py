@@ -17,7 +17,7 @@ def _flat(text: str) -> str:
     return " ".join(text.split()).lower()
 
 
-@pytest.mark.parametrize("name", ["heldout", "tuning"])
+@pytest.mark.parametrize("name", ["heldout", "tuning", "development"])
 def test_committed_corpus_holds_its_questions_nowhere(name: str) -> None:
     items = load(name)
     assert len(items) == 250 and len({d.id for d in items}) == 250
@@ -34,6 +34,24 @@ def test_heldout_and_tuning_share_no_document_and_no_suite() -> None:
     held, tune = load("heldout"), load("tuning")
     assert not {d.id for d in held} & {d.id for d in tune}
     assert not {d.text for d in held} & {d.text for d in tune}
+
+
+def test_the_development_corpus_comes_from_other_sources_than_heldout_and_tuning() -> None:
+    dev = load("development")
+    assert {d.family for d in dev} <= set(kic.DEV_FAMILIES)  # man2, man3, third-party modules
+    others = load("heldout") + load("tuning")
+    assert not {d.family for d in others} & set(kic.DEV_FAMILIES)
+    assert not {d.id for d in dev} & {d.id for d in others}
+    flat_others = {_flat(d.text) for d in others}
+    assert not {_flat(d.text) for d in dev} & flat_others
+
+
+def test_the_builder_keeps_profiles_apart_and_refuses_unknown_ones() -> None:
+    assert {c.family for c in kic.dev_candidates()} <= set(kic.DEV_FAMILIES)
+    with pytest.raises(ValueError, match="unknown profile 'heldout'"):
+        kic.build("heldout")
+    with pytest.raises(ValueError, match="unknown known-item corpus 'nope'.*development"):
+        load("nope")
 
 
 def test_ask_cuts_the_whole_paragraph_and_skips_sentences_another_document_holds(tmp_path: Path, monkeypatch) -> None:
