@@ -14,13 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
+from agent.chunking import normalise_text
 from agent.eval import metrics as m
 from agent.ranking import Ranking
 from agent.retrieval import hybrid_rank
 from agent.stores.vectors import primary_key
 
 from bench.common import Result, RunContext, agent_chunker, latency_ms, log, progress, rss_mb
-from bench.corpus import ChunkRef, make_queries, relevant_chunks
+from bench.corpus import ChunkRef, Doc, make_queries, relevant_chunks
 
 K = 10
 TARGET_ANN_RECALL = 0.98
@@ -78,6 +79,30 @@ def rrf_search(store, query: str, vector: np.ndarray, k: int) -> list[str]:
     return [h.chunk_id for h in hybrid_rank(store, Ranking(phrase_min_coverage=0), query, vector, k)]
 
 
+def add_document_lists(ctx: RunContext, store, chunks: list[tuple[str, str]], documents: list[tuple[str, str]]):
+    """The agent's document-level collections beside a chunk store, written as ingestion writes them
+    (agent.retrieval.Retriever.ingest): every chunk's sentences encoded, every whole document for BM25.
+    `chunks` and `documents` are (document id, text)."""
+    from agent.chunking import split_sentences
+    from agent.stores.documents import DocumentIndex
+    from agent.stores.sentences import SentenceVectors
+
+    pairs = list(dict.fromkeys((doc, s) for doc, text in chunks for s in split_sentences(text)))
+    vectors = ctx.embed([s for _, s in pairs], desc="encode sentences")
+    sentences = SentenceVectors(store)
+    sentences.replace(list(dict.fromkeys(doc for doc, _ in pairs)),
+                      [(doc, s, v) for (doc, s), v in zip(pairs, vectors, strict=True)])
+    whole = DocumentIndex(store)
+    whole.replace(documents)
+    return sentences, whole
+
+
+def agent_search(store, lists, query: str, vector: np.ndarray, k: int) -> list[str]:
+    """The agent's ranking as /retrieve runs it by default (AGENT_SENTENCE_VECTORS=stored): the
+    chunk lists plus the document-level lists of `add_document_lists`."""
+    return [h.chunk_id for h in hybrid_rank(store, Ranking(), query, vector, k, *lists)]
+
+
 def exact_top_k(matrix: np.ndarray, vector: np.ndarray, k: int) -> np.ndarray:
     """Exact cosine top k (rows are unit vectors): the ground truth for ANN recall."""
     scores = matrix @ vector
@@ -93,7 +118,9 @@ def quality(ranked: list[list[int]], relevant: list[set[int]], k: int = K) -> di
 
 
 def measure_size(n: int, chunks: list[ChunkRef], vectors: np.ndarray, queries, relevant, qvecs, dim: int,
-                 workdir: Path) -> dict:
+                 workdir: Path, ctx: RunContext | None = None, documents: list[Doc] | None = None) -> dict:
+    """With `ctx` and `documents`, also the "agent" mode: the ranking with its document-level lists
+    (their sentences encoded here, so only at the smallest size)."""
     sub_chunks, sub_vectors = chunks[:n], vectors[:n]
     index_of = {c.id: i for i, c in enumerate(sub_chunks)}
     rel = [{i for i in r if i < n} for r in relevant]
@@ -102,12 +129,21 @@ def measure_size(n: int, chunks: list[ChunkRef], vectors: np.ndarray, queries, r
     load_s = time.perf_counter() - start
     rss_after = rss_mb()
     try:
-        modes = {"hybrid": ([], []), "rrf": ([], []), "dense": ([], []), "bm25": ([], []), "exact": ([], [])}
+        names = ["hybrid", "rrf", "dense", "bm25", "exact"]
+        lists = None
+        if ctx is not None and documents is not None:
+            held = {c.document_id for c in sub_chunks}
+            lists = add_document_lists(ctx, store, [(c.document_id, c.text) for c in sub_chunks],
+                                       [(d.id, normalise_text(d.text)) for d in documents if d.id in held])
+            names.append("agent")
+        modes: dict[str, tuple[list, list]] = {mode: ([], []) for mode in names}
         ann_recall = []
         for q, qv in progress(list(zip(queries, qvecs, strict=True)), len(queries), f"queries @ {n}"):
-            for mode in ("hybrid", "rrf", "dense", "bm25", "exact"):
+            for mode in names:
                 t0 = time.perf_counter()
-                if mode == "hybrid":
+                if mode == "agent":
+                    ids = [index_of[c] for c in agent_search(store, lists, q.text, qv, K)]
+                elif mode == "hybrid":
                     ids = [index_of[c] for c in hybrid_search(store, q.text, qv, K)]
                 elif mode == "rrf":
                     ids = [index_of[c] for c in rrf_search(store, q.text, qv, K)]
@@ -143,7 +179,8 @@ GOLDEN_K = 5
 
 
 def measure_golden(ctx: RunContext, workdir: Path) -> dict:
-    """MRR@5 and hit@5 by document of hybrid, RRF alone, dense and BM25 on the golden questions."""
+    """MRR@5 and hit@5 by document of hybrid, RRF alone, dense, BM25 and the agent's ranking with
+    its document-level lists on the golden questions."""
     from agent.eval.dataset import load_corpus, load_dataset
     from agent.stores.vectors import ChunkRow, VectorStore
 
@@ -159,11 +196,15 @@ def measure_golden(ctx: RunContext, workdir: Path) -> dict:
     store = VectorStore.lite(workdir / "golden", "golden_chunks", vectors.shape[1])
     try:
         store.replace_documents([], [ChunkRow(d, c, t, v, {}) for (d, c, t), v in zip(pieces, vectors, strict=True)])
-        ranked: dict[str, list[list[str]]] = {"hybrid": [], "rrf": [], "dense": [], "bm25": []}
+        # Whole documents as Retriever.ingest indexes them: title line, then the text.
+        lists = add_document_lists(ctx, store, [(d, t) for d, _, t in pieces],
+                                   [(d.id, "\n".join(x for x in (d.title, d.text) if x)) for d in docs])
+        ranked: dict[str, list[list[str]]] = {"hybrid": [], "rrf": [], "dense": [], "bm25": [], "agent": []}
         for q, qv in zip(questions, qvecs, strict=True):
             depth = GOLDEN_K * 8  # enough chunks to rank GOLDEN_K distinct documents
             chunk_lists = {"hybrid": hybrid_search(store, q, qv, depth), "rrf": rrf_search(store, q, qv, depth),
-                           "dense": dense_search(store, qv, depth), "bm25": bm25_search(store, q, depth)}
+                           "dense": dense_search(store, qv, depth), "bm25": bm25_search(store, q, depth),
+                           "agent": agent_search(store, lists, q, qv, depth)}
             for mode, ids in chunk_lists.items():
                 ranked[mode].append(m.dedupe_ranked(doc_of[i] for i in ids))
     finally:
@@ -180,7 +221,7 @@ def measure_golden(ctx: RunContext, workdir: Path) -> dict:
 def run(ctx: RunContext) -> Result:
     sizes = ctx.sizes
     largest = max(sizes.retrieval_sizes)
-    _, chunks = ctx.corpus(largest, INDEX_CHUNK_CHARS, INDEX_CHUNK_OVERLAP)
+    docs, chunks = ctx.corpus(largest, INDEX_CHUNK_CHARS, INDEX_CHUNK_OVERLAP)
     chunks = chunks[:largest]
     ctx.encoder  # loaded first, so the memory baseline includes the model
     rss_before = rss_mb()
@@ -194,7 +235,9 @@ def run(ctx: RunContext) -> Result:
     per_size = []
     with tempfile.TemporaryDirectory(prefix="bench-retrieval-") as tmp:
         for n in sizes.retrieval_sizes:
-            stats = measure_size(n, chunks, vectors, queries, relevant, qvecs, dim, Path(tmp))
+            smallest = n == min(sizes.retrieval_sizes)
+            stats = measure_size(n, chunks, vectors, queries, relevant, qvecs, dim, Path(tmp),
+                                 ctx if smallest else None, docs if smallest else None)
             per_size.append(stats)
             log.info("retrieval @ %d: %s", n, stats["quality"])
             q, lat = stats["quality"], stats["latency_ms"]
@@ -211,6 +254,11 @@ def run(ctx: RunContext) -> Result:
                        target="≥ baseline", met=q["hybrid"]["hit_at_10"] >= best_hit)
             result.add(case, "MRR@10 hybrid vs RRF alone", q["hybrid"]["mrr_at_10"], q["rrf"]["mrr_at_10"],
                        "dense + BM25 RRF without the phrase signal")
+            if "agent" in q:
+                for metric, label in (("mrr_at_10", "MRR@10"), ("hit_at_10", "hit@10")):
+                    result.add(case, f"{label} with document lists", q["agent"][metric], q["hybrid"][metric],
+                               "hybrid on chunks only", target="≥ baseline",
+                               met=q["agent"][metric] >= q["hybrid"][metric])
             result.add(case, "ANN recall@10 (dense)", stats["ann_recall_at_10"], 1.0, "exact numpy search",
                        target=f"≥ {TARGET_ANN_RECALL}", met=stats["ann_recall_at_10"] >= TARGET_ANN_RECALL)
             for mode in ("hybrid", "rrf", "dense", "bm25"):
@@ -227,6 +275,9 @@ def run(ctx: RunContext) -> Result:
                    target="≥ baseline", met=gq["hybrid"][metric] >= best)
     result.add(case, "MRR@5 hybrid vs RRF alone", gq["hybrid"]["mrr_at_5"], gq["rrf"]["mrr_at_5"],
                "dense + BM25 RRF without the phrase signal")
+    for metric, label in (("mrr_at_5", "MRR@5"), ("hit_at_5", "hit@5")):
+        result.add(case, f"{label} with document lists", gq["agent"][metric], gq["hybrid"][metric],
+                   "hybrid on chunks only", target="≥ baseline", met=gq["agent"][metric] >= gq["hybrid"][metric])
     memory = {"rss_mb_before_index": round(rss_before, 1),
               "rss_mb_by_size": {s["chunks"]: s["rss_mb_after_index"] for s in per_size}}
     ctx.shared["memory"] = memory
@@ -242,6 +293,10 @@ def run(ctx: RunContext) -> Result:
         "relevance by document section; a second query family where word overlap is low.",
         "Latency is the search call alone (query vector precomputed); hybrid = the agent's ranking "
         "(`agent.retrieval.hybrid_rank`: the store's dense and BM25 searches fused and re-ranked by "
-        "agent/ranking.py); rrf = the same with the phrase signal off.",
+        "agent/ranking.py) over a store of chunks only; rrf = the same with the phrase signal off.",
+        "With document lists = the ranking as /retrieve runs it by default (AGENT_SENTENCE_VECTORS=stored): "
+        "the same chunks plus every chunk's sentences and every whole document (agent/stores/sentences.py, "
+        f"documents.py); at {min(sizes.retrieval_sizes):,} chunks and on the golden questions only (its "
+        f"sentences are encoded in the run).",
     ]
     return result
