@@ -10,7 +10,9 @@ dense near-miss (often the overlapping neighbour chunk) outrank it.
 The phrase list is a third RRF input over the fused candidates: chunks that contain at least
 `min_coverage` of the query's words in the query's order, best coverage first. Natural-language
 questions almost never reach that share (their words are spread over a passage), so for them
-the list is empty and ranking is plain dense + BM25 RRF; for look-ups it puts the quoted chunk on top.
+the list is empty and ranking is plain dense + BM25 RRF; for look-ups it puts the quoted chunk on top
+of the chunk RRF. With document lists it can lose: a document's score lifts its best chunk by chunk
+RRF, chosen before this signal, often a neighbour of the quoted chunk (docs/benchmarks.md, section 2).
 docs/benchmarks.md has the measurements behind the default.
 """
 
