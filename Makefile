@@ -19,6 +19,8 @@ TOOLS := build/tools
 UV_VERSION := 0.13.8
 UV := $(TOOLS)/uv/bin/uv
 CHECKOV_LOCK := requirements-checkov.lock
+# The agent image's subset of $(LOCK) (same versions, only the `agent` extra): the Dockerfile installs it.
+AGENT_LOCK := requirements-agent.lock
 CHECKOV := $(TOOLS)/checkov/bin/checkov
 # Where `make lock` reads torch's CPU wheel metadata from (its dependencies differ from PyPI's CUDA build).
 TORCH_WHEELS ?= /opt/wheels
@@ -34,7 +36,7 @@ help:
 	@echo "make bench         benchmarks into bench/results/"
 	@echo "make preview-diff BASE=<git ref>  preview the base in a worktree, then diff the working tree against it"
 	@echo "make policy-check  policy pack over the previewed manifests"
-	@echo "make lock          re-resolve $(LOCK) and $(CHECKOV_LOCK) (hashed) from pyproject.toml"
+	@echo "make lock          re-resolve $(LOCK), $(AGENT_LOCK) and $(CHECKOV_LOCK) (hashed) from pyproject.toml"
 	@echo "make checkov       checkov in its own venv ($(TOOLS)/checkov), for the manifest scan in the tests"
 
 venv: $(STAMP)
@@ -68,6 +70,9 @@ lock: $(UV)
 	$(UV_COMPILE) pyproject.toml --extra all --override build/torch-cpu-override.txt --no-emit-package torch \
 		$(if $(wildcard $(TORCH_WHEELS)),--find-links $(TORCH_WHEELS),--extra-index-url $(TORCH_CPU_INDEX) --index-strategy unsafe-best-match) \
 		-o $(LOCK)
+	$(UV_COMPILE) pyproject.toml --extra agent --override build/torch-cpu-override.txt --no-emit-package torch \
+		--constraint $(LOCK) $(if $(wildcard $(TORCH_WHEELS)),--find-links $(TORCH_WHEELS),--extra-index-url $(TORCH_CPU_INDEX) --index-strategy unsafe-best-match) \
+		-o $(AGENT_LOCK)
 	echo "checkov==3.3.30" | $(UV_COMPILE) - -o $(CHECKOV_LOCK)
 
 # checkov has heavy, conflicting dependencies: it gets its own venv, from its own hashed lock.

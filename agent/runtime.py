@@ -1,13 +1,9 @@
 """The serving process's memory: glibc malloc's arenas, and giving freed memory back.
 
-RSS under /chat load used to climb and stay: 1,000 requests at concurrency 32 took the server from
-450 MiB idle to a 1,451 MiB plateau (1,519 peak), still 1,426 MiB idle afterwards (the issue saw
-661 -> 2,030). glibc gives every thread that allocates under contention an arena of its own (up
-to 8 per core) and an arena keeps what is freed into it; the encoder's large per-request torch
-buffers were allocated from up to 40 anyio worker threads, filling as many arenas. The encoder
-now runs on one thread (agent.embeddings), the arenas are capped here, and freed pages are
-returned to the kernel periodically: same load, 443 MiB idle, 604 plateau, 642 peak, 546 idle
-afterwards (bench/memory.py measures it). glibc only: elsewhere these are no-ops.
+Why (docs/agent.md, "Memory"): torch buffers allocated from many threads filled as many glibc
+arenas, which keep what is freed into them, so RSS climbed under /chat load and stayed. The encoder
+runs on one thread; this module caps the arenas and returns free pages to the kernel.
+glibc only: elsewhere these are no-ops.
 """
 
 from __future__ import annotations

@@ -51,10 +51,13 @@ class ImageConfig(_Model):
 
 
 class Resources(_Model):
+    """Agent container resources. Memory is sized from the memory benchmark (bench/results/memory.json:
+    RSS under /chat at concurrency 32); tests/infra/test_agent_sizing.py holds every stack to it."""
+
     cpuRequest: str = "250m"
-    memoryRequest: str = "1Gi"
+    memoryRequest: str = "768Mi"
     cpuLimit: str = "1"
-    memoryLimit: str = "2Gi"
+    memoryLimit: str = "1Gi"
 
 
 class AgentConfig(_Model):
@@ -70,6 +73,11 @@ class AgentConfig(_Model):
     host: str | None = Field(None, description="public host name of the agent (Ingress); null: cluster-internal only")
     ingressClass: str = "nginx"
     ingressControllerNamespace: str = Field("ingress-nginx", description="namespace of the ingress controller pods")
+    apiDocs: Literal["public", "auth", "off"] = Field(
+        "auth", description="/docs, /redoc and /openapi.json: open, behind the API keys, or not served (AGENT_DOCS_ACCESS)")
+    readyzDetails: Literal["public", "auth"] = Field(
+        "auth", description="who sees /readyz's per-dependency details; its status code stays open for the kubelet "
+        "(AGENT_READYZ_DETAILS)")
 
     @model_validator(mode="after")
     def _bounds(self) -> AgentConfig:

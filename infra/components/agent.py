@@ -58,6 +58,8 @@ def build_env(cfg: StackConfig, ns: Namespaces, redis: RedisEndpoints, milvus_ur
         "AGENT_LOG_LEVEL": a.logLevel,
         "AGENT_EMBEDDING_DEVICE": "cpu",
         "AGENT_GENERATOR": "extractive",
+        "AGENT_DOCS_ACCESS": a.apiDocs,
+        "AGENT_READYZ_DETAILS": a.readyzDetails,
     }
     if redis.sentinel_hosts:
         env["AGENT_REDIS_SENTINEL_HOSTS"] = redis.sentinel_hosts

@@ -44,6 +44,10 @@ LISTENER_PORT = 8080  # the port of the listener's Service el-<name> (Tekton Tri
 # Trigger objects with this label join the listener (EventListener spec.labelSelector).
 TRIGGER_SELECTOR = {"rag-platform/listener": LISTENER}
 REGISTRY_CONFIG_MAP = "registry-cred-helpers"
+# The Redis failover drill (tests/redis_drill) builds network and mount namespaces, so it needs root,
+# which the restricted step pod never has; it runs in the project's own CI (.ci/run, as root). It is
+# left out here by name, and only it: everything else, the canary drill included, runs in the step.
+UNIT_TESTS_PYTEST_ARGS = "--ignore=tests/redis_drill"
 # Where the unit-tests step finds the Prometheus binary its canary drill runs (tests/release/ reads
 # the variable; without it, `prometheus` on PATH; without either, the drill fails, never skips).
 CI_TOOLS = "/workspace/ci-tools"
@@ -111,7 +115,7 @@ def build_tasks(cfg: StackConfig, ns: Namespaces) -> list[Manifest]:
             "env": py_env + [{"name": PROMETHEUS_BINARY_ENV, "value": f"{CI_TOOLS}/prometheus"}],
             "workingDir": src, "securityContext": step_security(), "volumeMounts": tools,
             "computeResources": {"requests": {"cpu": "1", "memory": "4Gi"}, "limits": {"memory": "6Gi"}},
-            "script": "#!/bin/sh\nset -eu\nmake test\n",
+            "script": f"#!/bin/sh\nset -eu\nmake test PYTEST_ARGS='{UNIT_TESTS_PYTEST_ARGS}'\n",
         }],
     })
     gate = _task("evaluation-gate", env, ns.ci, {

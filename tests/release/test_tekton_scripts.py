@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -169,12 +170,25 @@ def test_unit_tests_step_runs_make_test_in_the_workspace(tmp_path):
     """Running `make test` here would start this suite inside itself: check the step, dry-run make."""
     task = tasks()["unit-tests"]
     make = step(task, "make-test")
-    assert make["script"] == "#!/bin/sh\nset -eu\nmake test\n"
+    assert make["script"] == f"#!/bin/sh\nset -eu\nmake test PYTEST_ARGS='{cicd.UNIT_TESTS_PYTEST_ARGS}'\n"
     assert substitute(make["workingDir"], task, {"workspaces.source.path": "/ws"}) == "/ws"
     assert make["securityContext"]["runAsNonRoot"] is True  # no apt: hence the copied Prometheus
     dry = subprocess.run(["make", "-n", "test"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert dry.returncode == 0, dry.stderr
     assert "-m pytest" in dry.stdout
+
+
+def test_unit_tests_step_leaves_out_the_root_only_redis_drill_and_nothing_else():
+    """The step is non-root: the namespace-building Redis drill cannot run there. Every other test
+    directory, the canary drill's included, must still be collected with the step's arguments."""
+    args = cicd.UNIT_TESTS_PYTEST_ARGS.split()
+    assert args == ["--ignore=tests/redis_drill"]
+    dirs = {p.name for p in (REPO / "tests").iterdir() if p.is_dir() and any(p.glob("test_*.py"))}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    collected = {line.split("/")[1] for line in proc.stdout.splitlines() if line.startswith("tests/")}
+    assert collected == dirs - {"redis_drill"}, (collected, dirs)
 
 
 def test_the_drill_takes_the_binary_the_step_hands_it(tmp_path, monkeypatch):
