@@ -44,6 +44,7 @@ TARGET_SPEEDUP = 3.0
 SPEEDUP_CONCURRENCY = 8
 ROUNDS = 3
 READY_TIMEOUT_S = 180
+STOP_TIMEOUT_S = 60  # the baseline child's own shutdown: Milvus Lite and the embedded Redis
 
 
 def _free_port() -> int:
@@ -161,7 +162,7 @@ class Baseline:
         with selectors.DefaultSelector() as sel:
             sel.register(self.proc.stdout, selectors.EVENT_READ)
             if not sel.select(timeout):
-                self.stop()
+                stop_server(self.proc)  # hung: an EOF would not be read either
                 raise RuntimeError(f"in-process baseline silent for {timeout:g}s; log: {self.log_path.read_text()[-1500:]}")
         line = self.proc.stdout.readline()
         if not line:
@@ -179,6 +180,13 @@ class Baseline:
     def stop(self) -> None:
         if self.proc.stdin is not None and not self.proc.stdin.closed:
             self.proc.stdin.close()  # EOF: the child shuts its app down and exits
+        # Let it: terminated at once, the child died before its app had stopped the embedded Redis,
+        # which then (SIGTERM on its parent's death) saved into the data dir while the bench removed
+        # that dir ("Directory not empty").
+        try:
+            self.proc.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            log.warning("in-process baseline still running %gs after EOF; terminating it", STOP_TIMEOUT_S)
         stop_server(self.proc)
 
 
