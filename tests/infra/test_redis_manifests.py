@@ -59,6 +59,8 @@ def test_startup_budget_covers_discovery_and_a_deliberate_wait(stacks):
 @pytest.mark.parametrize(("redis", "expected"), [
     ({"mode": "sentinel", "replicas": 3, "minReplicasToWrite": 3}, "minReplicasToWrite (3) must be <= replicas - 1"),
     ({"mode": "sentinel", "replicas": 3, "sentinel": {"downAfterMilliseconds": 10}}, "rag-platform:redis.sentinel.downAfterMilliseconds"),
+    # Below 5 s Sentinel counts stale votes against a just-promoted primary (the drill's double failover).
+    ({"mode": "sentinel", "replicas": 3, "sentinel": {"downAfterMilliseconds": 4999}}, "at least 5000: below that Sentinel"),
     ({"mode": "sentinel", "replicas": 3, "sentinel": {"quorum": 1}}, "rag-platform:redis.sentinel.quorum"),
 ])
 def test_redis_config_errors(redis, expected):
