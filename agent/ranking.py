@@ -177,11 +177,10 @@ class Ranking:
         fused = rrf([dense, bm25], key=lambda h: h.chunk_id, k=k)
         if sentence_documents or documents:
             evidence = self.document_scores(dense, bm25, sentence_documents, documents)
-            seen: set[str] = set()
+            lifted = self._lifted_chunks(query, fused)
             rescored = []
-            for hit, s in fused:  # best chunk of each document first
-                bonus = 0.0 if hit.document_id in seen else evidence.get(hit.document_id, 0.0) / (k + 1)
-                seen.add(hit.document_id)
+            for hit, s in fused:
+                bonus = evidence.get(hit.document_id, 0.0) / (k + 1) if hit.chunk_id in lifted else 0.0
                 rescored.append((hit, self.chunk_weight * s + bonus))
             fused = rescored
         order = sorted(fused, key=lambda pair: -pair[1])  # stable: RRF's order on ties
@@ -189,6 +188,21 @@ class Ranking:
         ranked = phrase_rerank(query, [hit for hit, _ in pool], score=_score_of(pool), text=lambda h: h.text,
                                min_coverage=self.phrase_min_coverage, k=k)
         return [replace(hit, score=score) for hit, score in ranked[:top_k]]
+
+
+    def _lifted_chunks(self, query: str, fused: Sequence[tuple[Hit, float]]) -> set[str]:
+        """The one chunk per document that its document score lifts: the best-fused chunk that holds
+        the query in order (a look-up's quoted chunk), else its best-fused chunk. Lifting the best-fused
+        one alone put a neighbour of the quoted chunk ahead of it (docs/benchmarks.md, section 2)."""
+        query_words = words(query) if self.phrase_min_coverage > 0 else []
+        best: dict[str, str] = {}
+        quoted: dict[str, str] = {}
+        for hit, _ in fused:  # best first
+            best.setdefault(hit.document_id, hit.chunk_id)
+            if (query_words and hit.document_id not in quoted
+                    and ordered_coverage(query_words, hit.text) >= self.phrase_min_coverage):
+                quoted[hit.document_id] = hit.chunk_id
+        return set((best | quoted).values())
 
 
 def _score_of(pool: Sequence[tuple[Hit, float]]) -> Callable[[Hit], float]:

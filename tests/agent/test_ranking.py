@@ -178,3 +178,24 @@ def test_the_phrase_signal_needs_nearly_every_query_word_in_order_by_default() -
     ranked = Ranking().rank(sibling, list(reversed(dense)), [], 2)
     assert ranked[0].chunk_id == "b#0"  # no boost for 0.9 coverage: RRF order stands
     assert Ranking(phrase_min_coverage=0.8).rank(sibling, list(reversed(dense)), [], 2)[0].chunk_id == "a#0"
+
+
+def test_a_quoted_chunk_carries_its_document_score_not_its_better_fused_neighbour() -> None:
+    # A look-up quotes a#1; dense prefers its overlapping neighbour a#0, so a#0 is a's best-fused chunk.
+    quote = "restart the sentinel only after the replica has caught up"
+    dense = [_hit("a#0", "overlap: stop the sentinel, wait for the replica, then restart"),
+             _hit("b#0", "unrelated sentinel text"), _hit("a#1", f"the runbook says {quote} fully")]
+    bm25 = [_hit("a#1", dense[2].text), _hit("a#0", dense[0].text), _hit("b#0", dense[1].text)]
+    for i, h in enumerate(dense):
+        h.score = 0.9 - 0.1 * i
+    for i, h in enumerate(bm25):
+        h.score = -(30.0 - 10 * i)
+    documents = [("a", -20.0), ("b", -5.0)]
+    sentences = [("a", 0.9), ("b", 0.3)]
+    fused = [h.chunk_id for h, _ in rrf([dense, bm25], key=lambda h: h.chunk_id, k=10)]
+    assert fused.index("a#0") < fused.index("a#1")  # the neighbour is a's best chunk by fusion
+    ranked = Ranking().rank(quote, dense, bm25, 3, sentence_documents=sentences, documents=documents)
+    assert ranked[0].chunk_id == "a#1"
+    # Without a quote the document score still lifts the best-fused chunk alone.
+    plain = Ranking().rank("sentinel replica", dense, bm25, 3, sentence_documents=sentences, documents=documents)
+    assert plain[0].chunk_id == "a#0"
