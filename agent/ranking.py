@@ -11,8 +11,9 @@ The phrase list is a third RRF input over the fused candidates: chunks that cont
 `min_coverage` of the query's words in the query's order, best coverage first. Natural-language
 questions almost never reach that share (their words are spread over a passage), so for them
 the list is empty and ranking is plain dense + BM25 RRF; for look-ups it puts the quoted chunk on top
-of the chunk RRF. With document lists it can lose: a document's score lifts its best chunk by chunk
-RRF, chosen before this signal, often a neighbour of the quoted chunk (docs/benchmarks.md, section 2).
+of the chunk RRF. With document lists, a document's score lifts the chunk that holds the query in
+order when it has one; lifting its best chunk by chunk RRF instead often lifted a neighbour of the
+quoted chunk past it (docs/benchmarks.md, section 2).
 docs/benchmarks.md has the measurements behind the default.
 """
 
@@ -129,7 +130,7 @@ class Ranking:
     and the two chunk lists seen per document (a document's best chunk in each). Each list's
     scores are rescaled to [0, 1] (`normalised`, so a list's margins count, not only its order)
     and summed with the weights below; a document's score, on the scale of one first RRF rank
-    (1 / (k + 1) per unit), goes to its best candidate chunk only. Its other chunks keep their
+    (1 / (k + 1) per unit), goes to one candidate chunk only (`_lifted_chunks`). Its other chunks keep their
     chunk evidence alone, so the top k still spans several documents. Last, the phrase signal
     re-ranks the fused pool.
 

