@@ -13,7 +13,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from agent.stores.vectors import VectorStore, in_filter
+from agent.stores.vectors import MAX_ID_BYTES, VectorStore, in_filter
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +30,21 @@ class DerivedCollection:
         self._ensure_collection()
 
     def _schema(self) -> tuple[Any, Any]:
-        """(schema, index params) for a new collection, from `self.store.client`."""
+        """(schema, index params) for a new collection: `_base_schema` plus the subclass's fields."""
         raise NotImplementedError
+
+    def _base_schema(self, key_length: int) -> tuple[Any, Any]:
+        """What every derived collection has: a primary `key` and an indexed `document_id` (what
+        replace and delete filter on)."""
+        from pymilvus import DataType
+
+        client = self.store.client
+        schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("key", DataType.VARCHAR, is_primary=True, max_length=key_length)
+        schema.add_field("document_id", DataType.VARCHAR, max_length=MAX_ID_BYTES)
+        index = client.prepare_index_params()
+        index.add_index(field_name="document_id", index_type="INVERTED")
+        return schema, index
 
     def _ensure_collection(self) -> None:
         store = self.store

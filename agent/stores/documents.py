@@ -15,7 +15,7 @@ import hashlib
 from collections.abc import Sequence
 
 from agent.stores.derived import DerivedCollection
-from agent.stores.vectors import ANALYZER, MAX_ID_BYTES
+from agent.stores.vectors import ANALYZER
 
 SUFFIX = "_documents"
 SEGMENT_CHARS = 16_000  # 4 bytes a character at most: fits Milvus's 65,535-byte VARCHAR
@@ -31,18 +31,13 @@ class DocumentIndex(DerivedCollection):
     def _schema(self):
         from pymilvus import DataType, Function, FunctionType
 
-        client = self.store.client
-        schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
-        schema.add_field("key", DataType.VARCHAR, is_primary=True, max_length=48)
-        schema.add_field("document_id", DataType.VARCHAR, max_length=MAX_ID_BYTES)
+        schema, index = self._base_schema(key_length=48)
         schema.add_field("text", DataType.VARCHAR, max_length=4 * SEGMENT_CHARS, enable_analyzer=True,
                          analyzer_params=ANALYZER)
         schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
         schema.add_function(Function(name="document_bm25", function_type=FunctionType.BM25,
                                      input_field_names=["text"], output_field_names=["sparse"]))
-        index = client.prepare_index_params()
         index.add_index(field_name="sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
-        index.add_index(field_name="document_id", index_type="INVERTED")
         return schema, index
 
     def replace(self, documents: Sequence[tuple[str, str]]) -> int:

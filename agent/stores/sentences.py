@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from agent.stores.derived import DerivedCollection
-from agent.stores.vectors import MAX_ID_BYTES, in_filter
+from agent.stores.vectors import in_filter
 
 SUFFIX = "_sentences"
 WRITE_BATCH_ROWS = 512
@@ -44,14 +44,9 @@ class SentenceVectors(DerivedCollection):
     def _schema(self):
         from pymilvus import DataType
 
-        client = self.store.client
-        schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
-        schema.add_field("key", DataType.VARCHAR, is_primary=True, max_length=32)
-        schema.add_field("document_id", DataType.VARCHAR, max_length=MAX_ID_BYTES)
+        schema, index = self._base_schema(key_length=32)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.store.dim)
-        index = client.prepare_index_params()
         index.add_index(field_name="vector", index_type="AUTOINDEX", metric_type="COSINE")
-        index.add_index(field_name="document_id", index_type="INVERTED")
         return schema, index
 
     def replace(self, document_ids: Sequence[str], rows: Iterable[tuple[str, str, np.ndarray]]) -> int:
