@@ -61,17 +61,18 @@ def ordered_coverage(query_words: Sequence[str], text: str) -> float:
 
 def phrase_rerank(query: str, fused: Sequence[T], score: Callable[[T], float], text: Callable[[T], str],
                   min_coverage: float = DEFAULT_PHRASE_MIN_COVERAGE,
-                  k: int = RRF_K) -> list[tuple[T, float]]:
+                  k: int = RRF_K, coverage_of: Callable[[T], float] | None = None) -> list[tuple[T, float]]:
     """Add the phrase list to RRF-fused candidates; returns (candidate, new score), best first.
 
     `fused` is ordered best first and `score` gives its RRF score on the same 1/(k + rank) scale.
     `min_coverage` 0 turns the signal off (the fused order and scores come back unchanged).
+    `coverage_of`: an item's `ordered_coverage` when the caller already computed it.
     """
     scored = [(item, score(item)) for item in fused]
     query_words = words(query)
     if min_coverage <= 0 or not query_words:
         return scored
-    coverage = [ordered_coverage(query_words, text(item)) for item, _ in scored]
+    coverage = [coverage_of(item) if coverage_of else ordered_coverage(query_words, text(item)) for item, _ in scored]
     phrase_order = sorted((i for i, c in enumerate(coverage) if c >= min_coverage),
                           key=lambda i: (-coverage[i], i))  # ties keep the fused order
     boosted = list(scored)
@@ -175,10 +176,11 @@ class Ranking:
         """`dense` and `bm25`: chunk hits best first (their scores as the store gives them);
         `sentence_documents` and `documents`: (document id, score) best first."""
         k = self.rrf_k
+        coverage = _coverage_memo(query)
         fused = rrf([dense, bm25], key=lambda h: h.chunk_id, k=k)
         if sentence_documents or documents:
             evidence = self.document_scores(dense, bm25, sentence_documents, documents)
-            lifted = self._lifted_chunks(query, fused)
+            lifted = self._lifted_chunks(fused, coverage)
             rescored = []
             for hit, s in fused:
                 bonus = evidence.get(hit.document_id, 0.0) / (k + 1) if hit.chunk_id in lifted else 0.0
@@ -187,23 +189,35 @@ class Ranking:
         order = sorted(fused, key=lambda pair: -pair[1])  # stable: RRF's order on ties
         pool = order[:max(top_k * 2, 20)]  # what the phrase signal may reorder
         ranked = phrase_rerank(query, [hit for hit, _ in pool], score=_score_of(pool), text=lambda h: h.text,
-                               min_coverage=self.phrase_min_coverage, k=k)
+                               min_coverage=self.phrase_min_coverage, k=k, coverage_of=coverage)
         return [replace(hit, score=score) for hit, score in ranked[:top_k]]
 
-
-    def _lifted_chunks(self, query: str, fused: Sequence[tuple[Hit, float]]) -> set[str]:
+    def _lifted_chunks(self, fused: Sequence[tuple[Hit, float]], coverage: Callable[[Hit], float]) -> set[str]:
         """The one chunk per document that its document score lifts: the best-fused chunk that holds
         the query in order (a look-up's quoted chunk), else its best-fused chunk. Lifting the best-fused
         one alone put a neighbour of the quoted chunk ahead of it (docs/benchmarks.md, section 2)."""
-        query_words = words(query) if self.phrase_min_coverage > 0 else []
         best: dict[str, str] = {}
         quoted: dict[str, str] = {}
         for hit, _ in fused:  # best first
             best.setdefault(hit.document_id, hit.chunk_id)
-            if (query_words and hit.document_id not in quoted
-                    and ordered_coverage(query_words, hit.text) >= self.phrase_min_coverage):
+            if (self.phrase_min_coverage > 0 and hit.document_id not in quoted
+                    and coverage(hit) >= self.phrase_min_coverage):
                 quoted[hit.document_id] = hit.chunk_id
         return set((best | quoted).values())
+
+
+def _coverage_memo(query: str) -> Callable[[Hit], float]:
+    """A chunk's `ordered_coverage` of the query, computed once per chunk for the lifted chunks
+    and the phrase re-rank alike."""
+    query_words = words(query)
+    seen: dict[str, float] = {}
+
+    def coverage(hit: Hit) -> float:
+        if hit.chunk_id not in seen:
+            seen[hit.chunk_id] = ordered_coverage(query_words, hit.text)
+        return seen[hit.chunk_id]
+
+    return coverage
 
 
 def _score_of(pool: Sequence[tuple[Hit, float]]) -> Callable[[Hit], float]:

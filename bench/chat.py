@@ -270,9 +270,10 @@ def run(ctx: RunContext) -> Result:
                                  latency_ms(lat)["p50"], len(lat) / wall)
         finally:
             stop_server(proc)
-            for other in (old_proc, baseline):
-                if other is not None:
-                    other.stop() if isinstance(other, Baseline) else stop_server(other)
+            if old_proc is not None:
+                stop_server(old_proc)
+            if baseline is not None:
+                baseline.stop()
     levels = {conc: {mode: {**latency_ms(samples), "rps": round(len(samples) / wall, 2)}
                      for mode, (samples, wall) in lv.items()} for conc, lv in levels.items()}
 
