@@ -3,7 +3,9 @@
 The server is `python -m agent serve` in its own process (as in the pod), with the chat
 benchmark's corpus ingested. An httpx client drives /chat at concurrency 32, every request a new
 session, for a few thousand requests; a sampler reads the server's RSS (the agent process, not
-its embedded redis-server child) every half second. The baseline is the same process's RSS in
+its embedded redis-server child) every half second, and beside it the RSS of its Milvus Lite child
+(agent/stores/lite_server.py): in the cluster a Milvus server takes that place, so the pod is sized
+from the agent process, and the child is reported for a machine running the embedded default. The baseline is the same process's RSS in
 the same run, idle after start and ingest, before any /chat. It reports the plateau (the median
 of the last third of the samples), the peak, the growth over the last third (a leak keeps
 climbing there, a plateau does not), and RSS again after the load, idle.
@@ -40,11 +42,27 @@ def _rss_mb(pid: int) -> float:
     return psutil.Process(pid).memory_info().rss / 2**20
 
 
-def _sample(pid: int, samples: list[tuple[float, float, int]], done: list[int], stop: threading.Event) -> None:
+def _lite_child(pid: int) -> int | None:
+    """The Milvus Lite child of the agent process `pid` (agent/stores/lite_server.py), if any."""
+    import psutil
+
+    for child in psutil.Process(pid).children():
+        try:
+            if "agent.stores.lite_server" in child.cmdline():
+                return child.pid
+        except psutil.Error:
+            continue
+    return None
+
+
+def _sample(pid: int, samples: list[tuple[float, float, int, float]], done: list[int], stop: threading.Event) -> None:
+    """(seconds, agent RSS MiB, requests done, Milvus Lite child RSS MiB) every SAMPLE_EVERY_S."""
     start = time.monotonic()
+    lite = _lite_child(pid)
     while not stop.is_set():
         try:
-            samples.append((round(time.monotonic() - start, 2), round(_rss_mb(pid), 1), done[0]))
+            samples.append((round(time.monotonic() - start, 2), round(_rss_mb(pid), 1), done[0],
+                            round(_rss_mb(lite), 1) if lite else 0.0))
         except Exception:  # noqa: BLE001 - the process ended: stop sampling
             return
         stop.wait(SAMPLE_EVERY_S)
@@ -73,7 +91,9 @@ def measure(data_dir: Path, messages: list[str], log_path: Path) -> dict:
     try:
         time.sleep(2)
         idle_before = _rss_mb(proc.pid)
-        samples: list[tuple[float, float, int]] = []
+        lite = _lite_child(proc.pid)
+        lite_idle_before = _rss_mb(lite) if lite else 0.0
+        samples: list[tuple[float, float, int, float]] = []
         done = [0]
         stop = threading.Event()
         sampler = threading.Thread(target=_sample, args=(proc.pid, samples, done, stop), daemon=True)
@@ -88,13 +108,17 @@ def measure(data_dir: Path, messages: list[str], log_path: Path) -> dict:
     finally:
         stop_server(proc)
     rss = [s[1] for s in samples]
+    lite_rss = [s[3] for s in samples]
     last_third = rss[len(rss) * 2 // 3:] or rss
     at_two_thirds = rss[len(rss) * 2 // 3] if rss else idle_before
     return {"idle_before_mb": round(idle_before, 1), "plateau_mb": round(statistics.median(last_third), 1),
             "peak_mb": round(max(rss, default=idle_before), 1), "idle_after_mb": round(idle_after, 1),
             "growth_last_third": round(rss[-1] / at_two_thirds - 1, 4) if rss else 0.0,
             "requests": len(statuses), "errors": sum(1 for s in statuses if s != 200),
-            "rps": round(len(statuses) / wall, 2), "samples": samples}
+            "rps": round(len(statuses) / wall, 2),
+            "lite_idle_before_mb": round(lite_idle_before, 1),
+            "lite_plateau_mb": round(statistics.median(lite_rss[len(lite_rss) * 2 // 3:] or lite_rss or [0.0]), 1),
+            "lite_peak_mb": round(max(lite_rss, default=lite_idle_before), 1), "samples": samples}
 
 
 def run(ctx: RunContext) -> Result:
@@ -132,10 +156,13 @@ def run(ctx: RunContext) -> Result:
                unit="MiB")
     result.add(case, "growth over the last third", round(100 * m["growth_last_third"], 2), unit="%",
                target=f"≤ {PLATEAU_TOLERANCE:.0%} (plateau)", met=m["growth_last_third"] <= PLATEAU_TOLERANCE)
+    result.add(case, "Milvus Lite child RSS peak", m["lite_peak_mb"], m["lite_idle_before_mb"],
+               "same child idle, before load", unit="MiB")
     result.add(case, "errors", m["errors"], target="0", met=m["errors"] == 0)
     result.add(case, "req/s", m["rps"])
     result.details = {"documents": len(docs), "concurrency": CONCURRENCY, **m}
-    result.notes.append("RSS of the agent process (its embedded redis-server child excluded), sampled every "
-                        f"{SAMPLE_EVERY_S} s; plateau = median of the last third of the samples; idle after = "
+    result.notes.append("RSS of the agent process (its embedded redis-server and Milvus Lite children excluded: "
+                        "in the cluster a Redis and a Milvus server take their place), sampled every "
+                        f"{SAMPLE_EVERY_S} s; the Milvus Lite child's own RSS is its row; plateau = median of the last third of the samples; idle after = "
                         f"{IDLE_AFTER_S} s after the load. Size pod memory limits from the peak, with headroom.")
     return result

@@ -81,7 +81,7 @@ class DerivedCollection:
         """(document id, score of its best row) best first over the best `limit` rows, the score as
         Milvus reports it (a distance or a similarity, by metric and deployment: read the order)."""
         store = self.store
-        with store._guard():
+        with store._guard(shared=True):
             result = store.client.search(self.collection, data=[data], anns_field=anns_field,
                                          search_params={"metric_type": metric}, limit=limit,
                                          output_fields=["document_id"], timeout=store.timeout)

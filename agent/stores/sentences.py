@@ -62,7 +62,7 @@ class SentenceVectors(DerivedCollection):
         found: dict[str, np.ndarray] = {}
         unique = list(dict.fromkeys(keys))
         store = self.store
-        with store._guard():
+        with store._guard(shared=True):
             for start in range(0, len(unique), LOOKUP_BATCH):
                 part = unique[start:start + LOOKUP_BATCH]
                 rows = store.client.query(self.collection, filter=in_filter("key", part),
@@ -78,7 +78,7 @@ class SentenceVectors(DerivedCollection):
         return self._best_per_document(vector.tolist(), "vector", "COSINE", limit)
 
     def count(self) -> int:
-        with self.store._guard():
+        with self.store._guard(shared=True):
             stats = self.store.client.query(self.collection, filter="", output_fields=["count(*)"],
                                             timeout=self.store.timeout)
         return int(stats[0]["count(*)"]) if stats else 0

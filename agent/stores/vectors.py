@@ -31,11 +31,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from agent.types import Hit
+
+if TYPE_CHECKING:
+    from agent.stores.lite_server import LiteServer
 
 log = logging.getLogger(__name__)
 
@@ -223,59 +226,138 @@ def _crash_point(step: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+class LiteGate:
+    """Milvus Lite's calls from one process: reads side by side, a write (or collection set-up)
+    alone. A waiting write holds back new reads, so a steady stream of searches cannot starve an
+    ingest; every wait is bounded by the caller's deadline.
+
+    Reads overlap because the engine serves them on its own gRPC threads in another process
+    (agent/stores/lite_server.py): while one search runs there, this process parses the last
+    one's rows. Writes stay exclusive as before: a search never sees a document half replaced
+    by this agent's own write (a reader keeps one version per document either way)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writer = False
+        self._writers_waiting = 0
+
+    @property
+    def writing(self) -> bool:
+        return self._writer
+
+    def acquire(self, shared: bool, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            if not shared:
+                self._writers_waiting += 1
+            try:
+                while self._writer or (self._readers if not shared else self._writers_waiting):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    self._cond.wait(remaining)
+                if shared:
+                    self._readers += 1
+                else:
+                    self._writer = True
+                return True
+            finally:
+                if not shared:
+                    self._writers_waiting -= 1
+                    self._cond.notify_all()  # a write that gave up lets the reads it held back go
+
+    def release(self, shared: bool) -> None:
+        with self._cond:
+            if shared:
+                self._readers -= 1
+            else:
+                self._writer = False
+            self._cond.notify_all()
+
+
 class VectorStore:
     """Hybrid-searchable chunk store on Milvus (Lite file or server)."""
 
     def __init__(self, uri: str, collection: str, dim: int, token: str | None = None,
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0, lite: LiteServer | None = None) -> None:
         """Connect, create or load the collection, and clean what a crash left (`recover`).
+
+        `lite`: the Milvus Lite child serving `uri` (`VectorStore.lite`); the store then owns it,
+        restarts it to repair a crash's leftovers and stops it on `close`. A `.db` path as `uri`
+        runs Milvus Lite in this process instead (pymilvus's own way).
 
         Raises VectorStoreUnavailable (retry later), VectorStoreAuthError (bad credentials:
         retrying cannot help) or VectorStoreError."""
-        from pymilvus import MilvusClient
-
         self.uri = uri
         self.collection = collection
         self.dim = dim
         self.timeout = timeout
-        self.is_lite = not uri.startswith(("http://", "https://", "tcp://", "unix:"))
-        kwargs: dict[str, Any] = {"uri": uri, "timeout": timeout}
-        if token:
-            kwargs["token"] = token
-        # Milvus Lite is a single embedded process: serialise calls from the thread pool.
-        self._lock = threading.Lock() if self.is_lite else None
-        with self._errors("connect"):
-            self.client = MilvusClient(**kwargs)
+        self.lite_server = lite
+        self.is_lite = lite is not None or not uri.startswith(("http://", "https://", "tcp://", "unix:"))
+        self._token = token
+        # Milvus Lite is one engine: a write runs alone, reads run together (LiteGate).
+        self._lock = LiteGate() if self.is_lite else None
+        self._connect()
         try:
             self._ensure_collection()
         except VectorStoreError:
             # Milvus Lite writes a segment's index sidecar in place after a flush; killed meanwhile,
             # it leaves a truncated file that fails every later load ("File is too small: 8").
             # Sidecars are derived data: without them Lite rebuilds the index from the segment.
-            if not self.is_lite or not _drop_lite_index_sidecars(Path(uri), collection):
+            db_dir = lite.db_dir if lite is not None else Path(uri)
+            if not self.is_lite or not _drop_lite_index_sidecars(db_dir, collection):
                 raise
+            if lite is not None:  # the engine keeps what it loaded: start a fresh one on the repaired files
+                self.client.close()
+                self.uri = lite.restart()
+                self._connect()
             self._ensure_collection()
         self.max_document_id_bytes = self._id_capacity()
         self.recover(grace_seconds=0 if self.is_lite else SERVER_RECOVERY_GRACE_S)
 
+    def _connect(self) -> None:
+        from pymilvus import MilvusClient
+
+        kwargs: dict[str, Any] = {"uri": self.uri, "timeout": self.timeout}
+        if self._token:
+            kwargs["token"] = self._token
+        with self._errors("connect"):
+            self.client = MilvusClient(**kwargs)
+
     @classmethod
     def lite(cls, data_dir: Path, collection: str, dim: int, timeout: float = 10.0) -> VectorStore:
+        """The embedded default: Milvus Lite on `<data_dir>/milvus.db`, in a child process
+        (agent/stores/lite_server.py: its searches then run beside the agent's Python, not on its
+        interpreter lock). The store stops the child on `close`."""
+        from agent.stores.lite_server import LiteServer, LiteServerFailed
+
         data_dir.mkdir(parents=True, exist_ok=True)
-        return cls(str(data_dir / "milvus.db"), collection, dim, timeout=timeout)
+        server = LiteServer(data_dir / "milvus.db")
+        try:
+            uri = server.start()
+        except LiteServerFailed as exc:
+            raise VectorStoreUnavailable(str(exc)) from exc
+        try:
+            return cls(uri, collection, dim, timeout=timeout, lite=server)
+        except BaseException:
+            server.stop()
+            raise
 
     @contextmanager
-    def _guard(self) -> Iterator[None]:
-        """The Lite lock (waited for at most the deadline: a long write must not hang readers), and
-        honest error classes for whatever the calls inside raise."""
+    def _guard(self, shared: bool = False) -> Iterator[None]:
+        """The Lite gate (waited for at most the deadline: a long write must not hang readers), and
+        honest error classes for whatever the calls inside raise. `shared`: a read, which may run
+        beside other reads; everything else (writes, collection set-up) runs alone."""
         with self._errors("call"):
-            if self._lock is not None and not self._lock.acquire(timeout=self.timeout):
+            if self._lock is not None and not self._lock.acquire(shared, self.timeout):
                 raise VectorStoreUnavailable(
                     f"Milvus Lite stayed busy for {self.timeout:g}s (AGENT_MILVUS_TIMEOUT_SECONDS)")
             try:
                 yield
             finally:
                 if self._lock is not None:
-                    self._lock.release()
+                    self._lock.release(shared)
 
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:
@@ -470,7 +552,7 @@ class VectorStore:
         return self._search([query], "sparse", "BM25", limit)
 
     def _search(self, data: list, field: str, metric: str, limit: int) -> list[Hit]:
-        with self._guard():
+        with self._guard(shared=True):
             result = self.client.search(self.collection, data=data, anns_field=field,
                                         search_params={"metric_type": metric}, limit=limit,
                                         output_fields=["document_id", "text", "metadata"], timeout=self.timeout)
@@ -480,13 +562,13 @@ class VectorStore:
                 for item in latest_version_only(result[0] if result else [])]
 
     def count_chunks(self) -> int:
-        with self._guard():
+        with self._guard(shared=True):
             stats = self.client.query(self.collection, filter="", output_fields=["count(*)"], timeout=self.timeout)
         return int(stats[0]["count(*)"]) if stats else 0
 
     def ping(self) -> dict[str, Any]:
         """Readiness probe: the collection exists and answers a count."""
-        if self._lock is not None and self._lock.locked():
+        if self._lock is not None and self._lock.writing:
             # Milvus Lite runs in this process: a long write holding it is work, not an outage.
             return {"collection": self.collection, "mode": "lite", "busy": True}
         return {"collection": self.collection, "chunks": self.count_chunks(),
@@ -497,3 +579,5 @@ class VectorStore:
             self.client.close()
         except Exception:  # closing is best effort on shutdown
             log.debug("milvus close failed", exc_info=True)
+        if self.lite_server is not None:
+            self.lite_server.stop()

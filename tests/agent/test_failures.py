@@ -38,9 +38,12 @@ def test_a_milvus_call_past_its_deadline_is_a_503_with_retry_after(make_settings
         held = threading.Event()
 
         def hold_lite() -> None:          # a long write holding Milvus Lite
-            with store._lock:
+            assert store._lock.acquire(False, 5)
+            try:
                 held.set()
                 time.sleep(2)
+            finally:
+                store._lock.release(False)
 
         holder = threading.Thread(target=hold_lite)
         holder.start()

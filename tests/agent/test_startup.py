@@ -48,6 +48,47 @@ def _wait_gone(data_dir: Path, seconds: float) -> list[int]:
     return left
 
 
+def _lite_servers_of(data_dir: Path) -> list[int]:
+    """Pids of live Milvus Lite children (agent/stores/lite_server.py) serving `data_dir`."""
+    db = str((data_dir / "milvus.db").resolve())
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().split(") ", 1)[1][0]
+        except (OSError, IndexError):
+            continue
+        args = [a.decode(errors="replace") for a in argv]
+        if "agent.stores.lite_server" in args and state != "Z" and \
+                any(Path(a).resolve() == Path(db) for a in args if a.endswith("milvus.db")):
+            found.append(int(entry.name))
+    return found
+
+
+def test_after_kill_9_the_milvus_lite_child_lets_go_and_a_restart_finds_the_documents(agent_server) -> None:
+    # The embedded Milvus Lite runs in a child process; a killed agent must not leave it holding the
+    # data dir's lock (the next start would wait for it and fail), nor lose what was acknowledged.
+    server = agent_server().start()
+    with server.client() as client:
+        assert client.post("/documents", json={"documents": [
+            {"id": "lamps", "text": "The harbour lamps are lit at dusk by the keeper."}]}).status_code == 200
+    assert len(_lite_servers_of(server.data_dir)) == 1
+    server.kill9()
+    deadline = time.monotonic() + 10
+    while (left := _lite_servers_of(server.data_dir)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert left == [], "the Milvus Lite child kept running after kill -9 of the agent"
+    server = agent_server().start()
+    with server.client() as client:
+        hits = client.post("/retrieve", json={"query": "who lights the harbour lamps?"}).json()["hits"]
+        assert hits and hits[0]["document_id"] == "lamps"
+    assert len(_lite_servers_of(server.data_dir)) == 1
+    server.stop()
+    assert _lite_servers_of(server.data_dir) == [], "a stopped agent left its Milvus Lite child running"
+
+
 def test_a_failed_start_releases_what_it_had_created(make_settings, encoder) -> None:
     settings = make_settings(redis_url=None, generator="openai", generator_base_url="http://127.0.0.1:9/v1")
     app = create_app(settings, encoder=encoder, extra_tools=[calculator_tool])   # a duplicate tool: fails late

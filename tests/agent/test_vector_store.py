@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 from agent.embeddings import Encoder
-from agent.stores.vectors import ChunkRow, VectorStore
+from agent.stores.vectors import ChunkRow, LiteGate, VectorStore
 
 
 def test_lite_store_seals_what_it_writes(tmp_path: Path, encoder: Encoder) -> None:
@@ -46,3 +48,48 @@ def test_lite_recovers_from_an_index_file_cut_short_by_a_crash(tmp_path: Path, e
         assert reopened.search_bm25("harbour lamps", 1)[0].document_id == "a"
     finally:
         reopened.close()
+
+
+def test_lite_gate_lets_reads_overlap_and_a_write_run_alone() -> None:
+    gate = LiteGate()
+    assert gate.acquire(True, 1) and gate.acquire(True, 1)        # two searches at once
+    assert not gate.acquire(False, 0.05)                          # a write waits for both
+    gate.release(True)
+    assert not gate.acquire(False, 0.05)
+    gate.release(True)
+    assert gate.acquire(False, 0.05) and gate.writing
+    assert not gate.acquire(True, 0.05)                           # no read beside a write
+    gate.release(False)
+    assert not gate.writing and gate.acquire(True, 0.05)
+    gate.release(True)
+
+
+def test_lite_gate_a_waiting_write_holds_back_new_reads_and_gets_in() -> None:
+    # A steady stream of /chat searches must not starve an ingest.
+    gate = LiteGate()
+    assert gate.acquire(True, 1)
+    got: list[bool] = []
+    writer = threading.Thread(target=lambda: got.append(gate.acquire(False, 5)))
+    writer.start()
+    deadline = time.monotonic() + 5
+    while gate._writers_waiting == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not gate.acquire(True, 0.1), "a new read overtook the waiting write"
+    gate.release(True)
+    writer.join(5)
+    assert got == [True] and gate.writing
+    gate.release(False)
+
+
+def test_lite_gate_a_write_that_gives_up_releases_the_reads_it_held_back() -> None:
+    gate = LiteGate()
+    assert gate.acquire(True, 1)
+    gave_up = threading.Thread(target=lambda: gate.acquire(False, 0.3))
+    gave_up.start()
+    time.sleep(0.05)
+    started = time.monotonic()
+    assert gate.acquire(True, 2)                                  # admitted once the write gave up
+    assert time.monotonic() - started < 1.5
+    gave_up.join(2)
+    gate.release(True)
+    gate.release(True)
