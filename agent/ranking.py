@@ -147,6 +147,7 @@ class Ranking:
     dense_document_weight: float = 1.0  # documents by their best chunk in the dense list
     bm25_document_weight: float = 0.5  # ... in the chunk BM25 list (whole-document BM25 says most of it)
     chunk_weight: float = 0.5  # the chunk RRF beside document evidence (1 without it)
+    quote_min_words: int = 4  # with document lists, a query this long that a chunk holds in order ranks it first
     sentence_depth: int = 300  # sentences asked for: documents ranked by their best one
     document_depth: int = 100
 
@@ -178,7 +179,9 @@ class Ranking:
         k = self.rrf_k
         coverage = _coverage_memo(query)
         fused = rrf([dense, bm25], key=lambda h: h.chunk_id, k=k)
-        if sentence_documents or documents:
+        with_documents = bool(sentence_documents or documents)
+        chunk_rrf = {hit.chunk_id: s for hit, s in fused}
+        if with_documents:
             evidence = self.document_scores(dense, bm25, sentence_documents, documents)
             lifted = self._lifted_chunks(fused, coverage)
             rescored = []
@@ -188,6 +191,10 @@ class Ranking:
             fused = rescored
         order = sorted(fused, key=lambda pair: -pair[1])  # stable: RRF's order on ties
         pool = order[:max(top_k * 2, 20)]  # what the phrase signal may reorder
+        if with_documents and self.phrase_min_coverage > 0 and len(words(query)) >= self.quote_min_words:
+            quoted = quotations_first(pool, coverage, chunk_rrf, self.phrase_min_coverage, k)
+            if quoted is not None:
+                return [replace(hit, score=score) for hit, score in quoted[:top_k]]
         ranked = phrase_rerank(query, [hit for hit, _ in pool], score=_score_of(pool), text=lambda h: h.text,
                                min_coverage=self.phrase_min_coverage, k=k, coverage_of=coverage)
         return [replace(hit, score=score) for hit, score in ranked[:top_k]]
@@ -204,6 +211,30 @@ class Ranking:
                     and coverage(hit) >= self.phrase_min_coverage):
                 quoted[hit.document_id] = hit.chunk_id
         return set((best | quoted).values())
+
+
+def quotations_first(pool: Sequence[tuple[Hit, float]], coverage: Callable[[Hit], float],
+                     chunk_rrf: dict[str, float], min_coverage: float, k: int) -> list[tuple[Hit, float]] | None:
+    """The chunks that hold the query in order (coverage >= `min_coverage`) ahead of the rest of
+    `pool`, best coverage first, then by their own chunk RRF (dense and BM25 on the chunk, not its
+    document's score); the rest keep their order. None when no chunk holds the query.
+
+    With document lists a document's score (up to four lists) outweighs the phrase list's one
+    RRF rank, so a look-up's quoted chunk fell behind a chunk of a document that is more similar
+    as a whole, or behind its own document's lifted chunk; and between two quoted chunks (text
+    copied from one document into another) the document scores, not the chunks, chose. A chunk
+    that holds a query of `Ranking.quote_min_words` or more words in order is chunk-level
+    evidence that document similarity should not override (docs/benchmarks.md, section 2).
+    Scores stay monotonic: a quoted chunk scores above the pool's best, 1 / (k + rank) apart.
+    """
+    quoted = [pair for pair in pool if coverage(pair[0]) >= min_coverage]
+    if not quoted:
+        return None
+    quoted.sort(key=lambda pair: (-coverage(pair[0]), -chunk_rrf.get(pair[0].chunk_id, 0.0)))  # stable
+    top = max(s for _, s in pool)
+    chosen = {hit.chunk_id for hit, _ in quoted}
+    return ([(hit, top + 1.0 / (k + rank)) for rank, (hit, _) in enumerate(quoted, start=1)]
+            + [pair for pair in pool if pair[0].chunk_id not in chosen])
 
 
 def _coverage_memo(query: str) -> Callable[[Hit], float]:

@@ -199,3 +199,30 @@ def test_a_quoted_chunk_carries_its_document_score_not_its_better_fused_neighbou
     # Without a quote the document score still lifts the best-fused chunk alone.
     plain = Ranking().rank("sentinel replica", dense, bm25, 3, sentence_documents=sentences, documents=documents)
     assert plain[0].chunk_id == "a#0"
+
+
+def test_with_document_lists_a_quotation_ranks_its_chunk_first_by_chunk_evidence() -> None:
+    # The quoted sentence was copied from document a into document b, and b is more like the query
+    # as a whole (its document lists say so). The look-up's own chunk is a#3: first in BM25 and by
+    # chunk RRF. Document evidence lifted b#0 past it; a quotation is chunk-level evidence.
+    quote = "the keeper lights the harbour lamps at dusk"
+    dense = [_hit("b#0", f"as the guide says, {quote} on most evenings"), _hit("a#3", f"{quote} every day"),
+             _hit("b#1", "harbour lamps and the keeper's logbook")]
+    bm25 = [_hit("a#3", dense[1].text), _hit("b#1", dense[2].text), _hit("b#0", dense[0].text)]
+    for i, h in enumerate(dense):
+        h.score = 0.9 - 0.1 * i
+    for i, h in enumerate(bm25):
+        h.score = -(30.0 - 10 * i)
+    fused = [h.chunk_id for h, _ in rrf([dense, bm25], key=lambda h: h.chunk_id, k=10)]
+    assert fused.index("a#3") < fused.index("b#0")  # a#3 is the better chunk on its own evidence
+    documents = [("b", -40.0), ("a", -10.0)]
+    sentences = [("b", 0.95), ("a", 0.5)]
+    without = Ranking(quote_min_words=10**6).rank(quote, dense, bm25, 3, sentence_documents=sentences,
+                                                  documents=documents)
+    assert without[0].chunk_id == "b#0"  # what the document lists alone decide
+    ranked = Ranking().rank(quote, dense, bm25, 3, sentence_documents=sentences, documents=documents)
+    assert [h.chunk_id for h in ranked][:2] == ["a#3", "b#0"]
+    assert ranked[0].score > ranked[1].score > ranked[2].score  # scores still follow the order
+    # Short queries are keywords, not quotations: three words in order prove little.
+    short = Ranking().rank("harbour lamps keeper", dense, bm25, 3, sentence_documents=sentences, documents=documents)
+    assert short[0].document_id == "b"

@@ -24,5 +24,7 @@ def test_memory_bench_samples_a_real_server(tmp_path: Path) -> None:
         stop_server(proc)
     result = measure(data, ["what causes tides?"] * 12, tmp_path / "server.log")
     assert result["requests"] == 12 and result["errors"] == 0
-    assert result["samples"] and all(rss > 100 for _, rss, _ in result["samples"])
+    assert result["samples"] and all(rss > 100 for _, rss, _, _ in result["samples"])
+    # The Milvus Lite child is found and sampled beside the agent (its own row in the table).
+    assert all(lite > 50 for _, _, _, lite in result["samples"]) and result["lite_peak_mb"] > 50
     assert result["idle_before_mb"] > 100 and result["peak_mb"] >= result["plateau_mb"] > 100
