@@ -13,7 +13,8 @@ questions almost never reach that share (their words are spread over a passage),
 the list is empty and ranking is plain dense + BM25 RRF; for look-ups it puts the quoted chunk on top
 of the chunk RRF. With document lists, a document's score lifts the chunk that holds the query in
 order when it has one; lifting its best chunk by chunk RRF instead often lifted a neighbour of the
-quoted chunk past it (docs/benchmarks.md, section 2).
+quoted chunk past it. And a query of 4 or more words that chunks hold in order ranks those chunks
+first (`quotations_first`): document scores outweigh one phrase rank (docs/benchmarks.md, section 2).
 docs/benchmarks.md has the measurements behind the default.
 """
 
@@ -133,7 +134,7 @@ class Ranking:
     and summed with the weights below; a document's score, on the scale of one first RRF rank
     (1 / (k + 1) per unit), goes to one candidate chunk only (`_lifted_chunks`). Its other chunks keep their
     chunk evidence alone, so the top k still spans several documents. Last, the phrase signal
-    re-ranks the fused pool.
+    re-ranks the fused pool (with document lists, a quotation's chunks go first: `quotations_first`).
 
     Without document-level lists (a store with chunks only, bench section 2) the ranking is the
     chunk RRF and the phrase signal alone. The weights were measured on two development corpora

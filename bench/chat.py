@@ -237,7 +237,7 @@ def run(ctx: RunContext) -> Result:
         # then hits both alike).
         shutil.copytree(direct, served)
         shutil.copytree(direct, Path(tmp) / "old")
-        # The baseline's own copy too: this process's Milvus Lite keeps `direct` open until it exits.
+        # The baseline's own copy too: one Milvus Lite engine per data dir (it locks the dir).
         shutil.copytree(direct, Path(tmp) / "baseline")
         port, old_port = _free_port(), _free_port()
         base_url, old_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{old_port}"

@@ -65,8 +65,8 @@ def run(ctx: RunContext) -> Result:
     memory = ctx.shared.get("memory")
     target = sizes.memory_chunks
     if memory and target in memory.get("rss_mb_by_size", {}):
-        result.notes.append("Memory from the retrieval benchmark's process, which also holds its smaller "
-                            "indexes (Milvus Lite keeps closed instances until exit): an upper bound.")
+        result.notes.append("Memory from the retrieval benchmark's process with its Milvus Lite child, which "
+                            "holds the index (the smaller sizes' children stopped when their stores closed).")
     else:
         memory = _measure_memory(ctx, target)
         result.notes.append(f"Memory measured in this process with the {target:,}-chunk index alone.")
