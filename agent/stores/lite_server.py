@@ -56,6 +56,10 @@ class LiteServer:
             raise LiteServerFailed("the Milvus Lite child is not running")
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
     def start(self) -> str:
         self.db_dir.parent.mkdir(parents=True, exist_ok=True)
         self._stderr = []

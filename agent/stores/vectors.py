@@ -296,6 +296,7 @@ class VectorStore:
         self.lite_server = lite
         self.is_lite = lite is not None or not uri.startswith(("http://", "https://", "tcp://", "unix:"))
         self._token = token
+        self._revive_lock = threading.Lock()
         # Milvus Lite is one engine: a write runs alone, reads run together (LiteGate).
         self._lock = LiteGate() if self.is_lite else None
         self._connect()
@@ -315,6 +316,26 @@ class VectorStore:
             self._ensure_collection()
         self.max_document_id_bytes = self._id_capacity()
         self.recover(grace_seconds=0 if self.is_lite else SERVER_RECOVERY_GRACE_S)
+
+    def _revive_lite(self) -> None:
+        """Restart the Milvus Lite child if it died under the agent (OOM-killed, killed by hand): the
+        call that found it dead still fails (503, retry), the next one reaches a fresh engine on the
+        same files, its collections loaded again. Nothing to do for a server or a live child."""
+        lite = self.lite_server
+        if lite is None or lite.running:
+            return
+        with self._revive_lock:
+            if lite.running:  # another thread restarted it meanwhile
+                return
+            log.error("the Milvus Lite child died; restarting it", extra={"db": str(lite.db_dir)})
+            try:
+                self.client.close()
+                self.uri = lite.restart()
+                self._connect()
+                for name in self.client.list_collections(timeout=self.timeout):
+                    self.client.load_collection(name, timeout=self.timeout)
+            except Exception:  # noqa: BLE001 - the next outage tries again
+                log.exception("restarting the Milvus Lite child failed")
 
     def _connect(self) -> None:
         from pymilvus import MilvusClient
@@ -367,6 +388,7 @@ class VectorStore:
             raise
         except Exception as exc:
             if is_outage(exc):
+                self._revive_lite()
                 raise VectorStoreUnavailable(f"the vector store (Milvus) is unavailable: {exc}") from exc
             if is_auth_failure(exc):
                 reason = next((c.details() for c in _causes(exc) if hasattr(c, "details")), str(exc))

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from agent.embeddings import Encoder
-from agent.stores.vectors import ChunkRow, LiteGate, VectorStore
+from agent.stores.vectors import ChunkRow, LiteGate, VectorStore, VectorStoreUnavailable
 
 
 def test_lite_store_seals_what_it_writes(tmp_path: Path, encoder: Encoder) -> None:
@@ -93,3 +97,23 @@ def test_lite_gate_a_write_that_gives_up_releases_the_reads_it_held_back() -> No
     gave_up.join(2)
     gate.release(True)
     gate.release(True)
+
+
+def test_a_dead_milvus_lite_child_is_restarted_and_keeps_its_data(tmp_path: Path, encoder: Encoder) -> None:
+    # The embedded engine runs in a child process; if it dies alone (OOM killer, kill by hand) the
+    # agent must not stay without a vector store until someone restarts it.
+    store = VectorStore.lite(tmp_path, "revive", encoder.dim)
+    try:
+        vector = encoder.encode(["lamp oil for the harbour lights"])[0]
+        store.replace_documents(["a"], [ChunkRow("a", "a#0", "lamp oil for the harbour lights", vector, {})])
+        assert store.lite_server is not None
+        old_pid = store.lite_server.process.pid
+        os.kill(old_pid, signal.SIGKILL)
+        store.lite_server.process.wait(10)
+        with pytest.raises(VectorStoreUnavailable):
+            store.search_dense(vector, 1)  # the call that finds it dead fails, retryably
+        assert store.lite_server.running and store.lite_server.process.pid != old_pid
+        assert [h.document_id for h in store.search_dense(vector, 1)] == ["a"]
+        assert store.search_bm25("harbour lights", 1)[0].document_id == "a"
+    finally:
+        store.close()
