@@ -310,9 +310,7 @@ class VectorStore:
             if not self.is_lite or not _drop_lite_index_sidecars(db_dir, collection):
                 raise
             if lite is not None:  # the engine keeps what it loaded: start a fresh one on the repaired files
-                self.client.close()
-                self.uri = lite.restart()
-                self._connect()
+                self._restart_lite(lite)
             self._ensure_collection()
         self.max_document_id_bytes = self._id_capacity()
         self.recover(grace_seconds=0 if self.is_lite else SERVER_RECOVERY_GRACE_S)
@@ -329,13 +327,17 @@ class VectorStore:
                 return
             log.error("the Milvus Lite child died; restarting it", extra={"db": str(lite.db_dir)})
             try:
-                self.client.close()
-                self.uri = lite.restart()
-                self._connect()
+                self._restart_lite(lite)
                 for name in self.client.list_collections(timeout=self.timeout):
                     self.client.load_collection(name, timeout=self.timeout)
             except Exception:  # noqa: BLE001 - the next outage tries again
                 log.exception("restarting the Milvus Lite child failed")
+
+    def _restart_lite(self, lite: LiteServer) -> None:
+        """A fresh Milvus Lite child on the same files (a new port), and a client connected to it."""
+        self.client.close()
+        self.uri = lite.restart()
+        self._connect()
 
     def _connect(self) -> None:
         from pymilvus import MilvusClient
@@ -591,7 +593,7 @@ class VectorStore:
     def ping(self) -> dict[str, Any]:
         """Readiness probe: the collection exists and answers a count."""
         if self._lock is not None and self._lock.writing:
-            # Milvus Lite runs in this process: a long write holding it is work, not an outage.
+            # Milvus Lite is one engine behind the gate: a long write holding it is work, not an outage.
             return {"collection": self.collection, "mode": "lite", "busy": True}
         return {"collection": self.collection, "chunks": self.count_chunks(),
                 "mode": "lite" if self.is_lite else "server"}
