@@ -181,7 +181,7 @@ class Ranking:
         coverage = _coverage_memo(query)
         fused = rrf([dense, bm25], key=lambda h: h.chunk_id, k=k)
         with_documents = bool(sentence_documents or documents)
-        chunk_rrf = {hit.chunk_id: s for hit, s in fused}
+        chunk_rrf = {hit.chunk_id: s for hit, s in fused} if with_documents else {}
         if with_documents:
             evidence = self.document_scores(dense, bm25, sentence_documents, documents)
             lifted = self._lifted_chunks(fused, coverage)
