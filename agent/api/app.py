@@ -35,6 +35,7 @@ from agent.chunking import Chunker
 from agent.ranking import Ranking
 from agent.retrieval import Retriever
 from agent.runtime import release_free_memory
+from agent.stores.embedded_redis import DataDirInUse
 from agent.stores.sessions import RateLimiter, SessionStore, connect_redis
 from agent.stores.vectors import VectorStore, VectorStoreAuthError, VectorStoreUnavailable
 
@@ -46,6 +47,7 @@ MILVUS_BACKOFF_MAX_S = 30.0
 MILVUS_START_WAIT_S = 30.0
 
 # Exit codes of `python -m agent serve` beyond uvicorn's own (docs/agent.md lists them all).
+EXIT_DATA_DIR_IN_USE = 3  # uvicorn's start-failed code, as for the embedded Redis of a data dir in use
 EXIT_MILVUS_AUTH = 4
 EXIT_MILVUS_UNREACHABLE = 5
 
@@ -196,6 +198,8 @@ async def _connect_milvus(settings: Settings, retriever: Retriever, dim: int, me
             return
         except VectorStoreAuthError as exc:
             raise StartupFailed(str(exc), EXIT_MILVUS_AUTH) from exc
+        except DataDirInUse as exc:  # another agent's Milvus Lite: retrying would only wait for it
+            raise StartupFailed(str(exc), EXIT_DATA_DIR_IN_USE) from exc
         except VectorStoreUnavailable as exc:  # keep serving; /readyz reports not ready meanwhile
             metrics.dependency_errors.labels("milvus").inc()
             if attempt == settings.milvus_connect_attempts:

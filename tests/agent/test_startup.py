@@ -137,6 +137,18 @@ def test_a_data_dir_in_use_by_a_live_agent_is_refused(agent_server) -> None:
         assert client.get("/readyz").status_code == 200
 
 
+def test_a_data_dir_whose_milvus_lite_a_live_agent_runs_is_refused_with_exit_3(agent_server) -> None:
+    # Sessions in a shared Redis, so only the embedded Milvus Lite meets the other agent: the second
+    # start must say so and stop, not retry "Milvus unreachable" for minutes.
+    first = agent_server().start()
+    second = agent_server()
+    with pytest.raises(RuntimeError, match="exited with 3"):
+        second.start()
+    assert "give each agent its own AGENT_DATA_DIR" in second.log_tail()
+    with first.client() as client:
+        assert client.get("/readyz").status_code == 200
+
+
 def test_milvus_retries_are_bounded_then_exit_5(agent_server) -> None:
     port = _free_port()   # nothing listens there
     server = agent_server(AGENT_MILVUS_URI=f"http://127.0.0.1:{port}", AGENT_MILVUS_CONNECT_ATTEMPTS="2",

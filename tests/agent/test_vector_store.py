@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from agent.embeddings import Encoder
+from agent.stores.embedded_redis import DataDirInUse
+from agent.stores.lite_server import LiteServer
 from agent.stores.vectors import ChunkRow, LiteGate, VectorStore, VectorStoreUnavailable
 
 
@@ -117,3 +119,21 @@ def test_a_dead_milvus_lite_child_is_restarted_and_keeps_its_data(tmp_path: Path
         assert store.search_bm25("harbour lights", 1)[0].document_id == "a"
     finally:
         store.close()
+
+
+def test_a_data_dir_whose_milvus_lite_another_process_runs_is_refused_by_name(tmp_path: Path, encoder: Encoder) -> None:
+    # Two agents on one data dir: the second child waits for the lock (a previous engine may still
+    # be closing), then says whose it is instead of timing out as "unreachable".
+    first = VectorStore.lite(tmp_path, "shared", encoder.dim)
+    try:
+        started = time.monotonic()
+        with pytest.raises(DataDirInUse, match="AGENT_DATA_DIR"):
+            LiteServer(tmp_path / "milvus.db", lock_wait_s=0.5).start()
+        assert time.monotonic() - started < 30
+        assert first.count_chunks() == 0  # the first engine is untouched
+    finally:
+        first.close()
+    # Once the first one is gone, the data dir is free again.
+    second = LiteServer(tmp_path / "milvus.db", lock_wait_s=0.5)
+    second.start()
+    second.stop()
