@@ -137,3 +137,26 @@ def test_a_data_dir_whose_milvus_lite_another_process_runs_is_refused_by_name(tm
     second = LiteServer(tmp_path / "milvus.db", lock_wait_s=0.5)
     second.start()
     second.stop()
+
+
+def test_a_hung_milvus_lite_child_costs_one_deadline_not_a_hang(tmp_path: Path, encoder: Encoder) -> None:
+    # SIGSTOP: the child is alive (no restart) but answers nothing. Calls end at the store's
+    # deadline as retryable outages; once it runs again, the same store serves the same data.
+    store = VectorStore.lite(tmp_path, "hung", encoder.dim, timeout=1.0)
+    vector = encoder.encode(["tide tables for the north harbour"])[0]
+    try:
+        store.replace_documents(["t"], [ChunkRow("t", "t#0", "tide tables for the north harbour", vector, {})])
+        assert store.lite_server is not None
+        pid = store.lite_server.process.pid
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with pytest.raises(VectorStoreUnavailable):
+                store.search_dense(vector, 1)
+            assert time.monotonic() - started < 5
+            assert store.lite_server.process.pid == pid  # alive, only stopped: not restarted
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert store.search_dense(vector, 1)[0].document_id == "t"
+    finally:
+        store.close()
