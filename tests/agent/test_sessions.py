@@ -73,9 +73,11 @@ def _start_of_a_fresh_window() -> None:
 def test_rate_limit_is_per_key_and_shared_across_replicas(make_settings, encoder) -> None:
     key_a, key_b = f"a-{uuid.uuid4().hex}", f"b-{uuid.uuid4().hex}"
     settings = make_settings(api_keys=f"{key_a},{key_b}", rate_limit_per_minute=3)
+    # Replicas share Redis, never a data dir (one embedded Milvus Lite engine per dir).
+    other = settings.model_copy(update={"data_dir": settings.data_dir.parent / "replica-2"})
     a = {"Authorization": f"Bearer {key_a}"}
     with TestClient(create_app(settings, encoder=encoder)) as first, \
-            TestClient(create_app(settings, encoder=encoder)) as second:
+            TestClient(create_app(other, encoder=encoder)) as second:
         _start_of_a_fresh_window()
         assert [first.get("/tools", headers=a).status_code for _ in range(2)] == [200, 200]
         assert second.get("/tools", headers=a).status_code == 200          # third, on the other replica
