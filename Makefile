@@ -26,7 +26,7 @@ CHECKOV := $(TOOLS)/checkov/bin/checkov
 TORCH_WHEELS ?= /opt/wheels
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: help venv lock checkov system-deps preview preview-diff test agent eval bench policy-check clean
+.PHONY: help venv lock checkov system-deps preview preview-diff test agent eval bench policy-check engine clean
 
 help:
 	@echo "make preview       credential-free preview of every stack into $(PREVIEW_DIR)/"
@@ -38,18 +38,22 @@ help:
 	@echo "make policy-check  policy pack over the previewed manifests"
 	@echo "make lock          re-resolve $(LOCK), $(AGENT_LOCK) and $(CHECKOV_LOCK) (hashed) from pyproject.toml"
 	@echo "make checkov       checkov in its own venv ($(TOOLS)/checkov), for the manifest scan in the tests"
+	@echo "make engine        build the real engines (kube-apiserver, etcd, kwok, Argo Rollouts, Pulumi CLI) from Go modules, cached by version"
 
 venv: $(STAMP)
 
 # Installs are reproducible: every package but torch comes from $(LOCK), pinned with hashes and
 # without dependency resolution (--no-deps; `pip check` then proves the set is complete).
-# torch goes in first, pinned, outside the hashed lock: the CPU wheel (local wheel dir or the CPU
-# index) and PyPI's CUDA build have different hashes and different dependencies, and nothing
-# later may replace it. Its own dependencies (sympy, networkx, ...) are in the lock.
+# torch goes in first, pinned, outside the hashed lock: the CPU wheel (TORCH_INDEX_URL) and PyPI's
+# CUDA build have different hashes and different dependencies, and nothing later may replace it.
+# From the CPU index it goes in alone (its dependencies, sympy, networkx, ..., are in the lock);
+# from PyPI (the default, and the only index a machine without internet has) it brings its CUDA
+# libraries and triton, which the lock does not hold (about 3.5 GB in .venv; `pip check` needs them).
+# The lock then reinstalls every shared dependency at its hashed version.
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --no-deps "$(TORCH_PIN)" $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
+	$(PY) -m pip install --quiet $(if $(TORCH_INDEX_URL),--no-deps --index-url $(TORCH_INDEX_URL)) "$(TORCH_PIN)"
 	$(PY) -m pip install --quiet --no-deps --require-hashes -r $(LOCK)
 	$(PY) -m pip install --quiet --no-deps -e .
 	$(PY) -m pip check
@@ -150,6 +154,12 @@ eval: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+# The real engines, from Go modules pinned in infra/versions.py (ENGINES), built with `go` into
+# $$RAG_ENGINE_DIR (default ~/.cache/rag-platform/engine), never into the clone. Cached per version:
+# a second run links nothing. The last line printed is the directory that holds the binaries.
+engine:
+	@$(PYTHON) tools/engine/build.py
 
 clean:
 	rm -rf build .pytest_cache

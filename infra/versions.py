@@ -87,3 +87,46 @@ KUBE_PROMETHEUS_STACK_CHART_VERSION = "88.5.3"
 # The same Prometheus for the CI `unit-tests` step's canary drill: the step copies /bin/prometheus
 # out of this image (busybox-based, so it has `sh` and `cp`; the -distroless variant has neither).
 PROMETHEUS_IMAGE = "quay.io/prometheus/prometheus:v3.14.0"
+
+
+# Engines the engine-tier tests run, built from Go modules by `make engine` (tools/engine/build.py),
+# cached outside the clone by version. Only versions the Go module proxy serves here can be built;
+# what is pinned differently from the platform's target, and why, is said per entry.
+from dataclasses import dataclass  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Engine:
+    name: str
+    module: str
+    version: str
+    package: str
+    binary: str
+    go: str = "1.26"
+    ldflags: tuple[tuple[str, str], ...] = ()
+
+
+# The Kubernetes minor the stacks target (KUBECTL_IMAGE, Karpenter 1.6's support range).
+KUBERNETES_VERSION = "v1.33.13"
+_K8S_VERSION_VARS = tuple(
+    (f"k8s.io/component-base/version.{k}", v)
+    for k, v in (("gitVersion", KUBERNETES_VERSION), ("gitMajor", "1"), ("gitMinor", KUBERNETES_VERSION.split(".")[1]))
+)
+ENGINES: tuple[Engine, ...] = (
+    Engine("kube-apiserver", "k8s.io/kubernetes", KUBERNETES_VERSION, "k8s.io/kubernetes/cmd/kube-apiserver",
+           "kube-apiserver", ldflags=_K8S_VERSION_VARS),
+    Engine("kube-controller-manager", "k8s.io/kubernetes", KUBERNETES_VERSION,
+           "k8s.io/kubernetes/cmd/kube-controller-manager", "kube-controller-manager", ldflags=_K8S_VERSION_VARS),
+    # etcd 3.5 is the series Kubernetes 1.33 is tested with (Debian's etcd-server is 3.4).
+    Engine("etcd", "go.etcd.io/etcd/server/v3", "v3.5.36", "go.etcd.io/etcd/server/v3", "etcd"),
+    Engine("kwok", "sigs.k8s.io/kwok", "v0.7.0", "sigs.k8s.io/kwok/cmd/kwok", "kwok"),
+    # The chart (ARGO_ROLLOUTS_CHART_VERSION 2.40.4) ships v1.8.3, which the proxy does not serve;
+    # v1.8.5 is the same minor's newest patch.
+    Engine("rollouts-controller", "github.com/argoproj/argo-rollouts", "v1.8.5",
+           "github.com/argoproj/argo-rollouts/cmd/rollouts-controller", "rollouts-controller"),
+    # The Python SDK is pulumi==3.272.0 (requirements.lock); the proxy serves pkg/v3 from v3.274.0 only.
+    # A newer CLI runs an older SDK's program. The Python language host, pulumi-resource-random and
+    # pulumi-resource-kubernetes at the SDK's versions are not served at all (docs/platform.md).
+    Engine("pulumi", "github.com/pulumi/pulumi/pkg/v3", "v3.276.0", "github.com/pulumi/pulumi/pkg/v3/cmd/pulumi",
+           "pulumi", ldflags=(("github.com/pulumi/pulumi/sdk/v3/go/common/version.Version", "v3.276.0"),)),
+)
