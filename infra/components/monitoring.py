@@ -134,6 +134,11 @@ def build_values(cfg: StackConfig, ns: Namespaces) -> dict[str, Any]:
             # The admission webhook validates PrometheusRules/AlertmanagerConfigs, which we do not
             # render; without it there is no certificate-patching Job with cluster-wide rights.
             "admissionWebhooks": {"enabled": False},
+            # With TLS on (the chart default) the operator pod mounts the Secret `<release>-admission`,
+            # which only the webhook's Helm-hook Job (or cert-manager) creates; Pulumi's helm v4
+            # Chart runs no Helm hooks, so the pod would wait for that Secret forever. Its web port
+            # then serves plain HTTP, scraped only from inside the namespace.
+            "tls": {"enabled": False},
             "kubeletService": {"enabled": False},
             # Watch only the monitoring namespace (its Prometheus) and the app namespace (the
             # PodMonitors): the chart's ClusterRole stays, what the operator acts on shrinks.

@@ -299,3 +299,15 @@ def test_canary_strategy_builder_matches_config():
     raw, secrets = config("dev")
     cfg = parse_stack_config("dev", raw, secrets)
     assert "abortScaleDownDelaySeconds" not in build_canary_strategy(cfg)
+
+
+@pytest.mark.parametrize("name", ["dev", "local", "staging", "prod"])
+def test_prometheus_operator_needs_no_secret_that_only_a_helm_hook_creates(stacks, name):
+    """Pulumi's helm v4 Chart skips Helm hooks: the chart's operator TLS Secret would never exist."""
+    chart = next(r for r in stacks[name].of_type("kubernetes:helm.sh/v4:Chart")
+                 if r["inputs"]["chart"] == "kube-prometheus-stack")
+    operator = chart["inputs"]["values"]["prometheusOperator"]
+    # kube-prometheus-stack's operator Deployment mounts `<fullname>-admission` when tls.enabled
+    # (default true), and only the admission webhook's hook Job or cert-manager creates it.
+    assert operator["tls"]["enabled"] is False
+    assert operator["admissionWebhooks"]["enabled"] is False
