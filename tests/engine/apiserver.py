@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_TOKEN = "engine-tier-admin-token"  # a test-only credential of a throwaway server
@@ -38,12 +39,6 @@ def engine_binary(name: str) -> Path:
         raise FileNotFoundError(f"{path}: not built; run `make engine` (or `python tools/engine/build.py "
                                 f"--only {engine.name}`)")
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -31,17 +30,12 @@ import httpx
 import yaml
 
 from infra.components.cicd import PROMETHEUS_BINARY_ENV
+from tests.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 # Compressed from the PodMonitor's interval so the drill fits in well under two minutes; the
 # analysis windows (>= 60s) are taken from the template unchanged.
 SCRAPE_INTERVAL_S = 1
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def prometheus_binary() -> str:
